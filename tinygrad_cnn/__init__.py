@@ -1,0 +1,10 @@
+"""tinygrad_cnn: a small numpy deep-learning framework with reverse-mode autograd."""
+from .tensor import Tensor, Function, backward, enable_grad, grad, is_grad_enabled, no_grad
+from .ops import cat, pad, stack, where
+from .gradcheck import gradcheck, gradgradcheck
+
+__version__ = "0.1.0"
+__all__ = [
+    "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled",
+    "cat", "stack", "pad", "where", "gradcheck", "gradgradcheck",
+]

@@ -2,9 +2,13 @@
 from .tensor import Tensor, Function, backward, enable_grad, grad, is_grad_enabled, no_grad
 from .ops import cat, pad, stack, where
 from .gradcheck import gradcheck, gradgradcheck
+from .rng import manual_seed
+from .functional import col2im, im2col
+from . import functional
 
 __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled",
-    "cat", "stack", "pad", "where", "gradcheck", "gradgradcheck",
+    "cat", "stack", "pad", "where", "gradcheck", "gradgradcheck", "manual_seed", "im2col", "col2im",
+    "functional",
 ]

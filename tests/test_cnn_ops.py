@@ -1,0 +1,259 @@
+"""CNN ops: forward against nested-loop references, gradients by gradcheck, errors."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import naive
+import tinygrad_cnn as tc
+import tinygrad_cnn.functional as F
+from tinygrad_cnn import Tensor, gradcheck, gradgradcheck
+from helpers import arrays, away_from, leaf
+
+
+@st.composite
+def conv_case(draw):
+    groups = draw(st.integers(1, 2))
+    n = draw(st.integers(1, 2))
+    c = groups * draw(st.integers(1, 2))
+    oc = groups * draw(st.integers(1, 2))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    h = draw(st.integers(1, 6))
+    w = draw(st.integers(1, 6))
+    assume(all(d * (kk - 1) + 1 <= s + 2 * p for d, kk, s, p in zip(dilation, k, (h, w), padding)))
+    x = draw(arrays((n, c, h, w)))
+    wt = draw(arrays((oc, c // groups, *k)))
+    b = draw(st.none() | arrays((oc,)))
+    return x, wt, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@given(case=conv_case())
+def test_conv2d_forward_matches_loops_and_gradients(case):
+    x, w, b, kw = case
+    out = F.conv2d(Tensor(x), Tensor(w), None if b is None else Tensor(b), **kw)
+    np.testing.assert_allclose(out.data, naive.conv2d(x, w, b, **kw), rtol=1e-10, atol=1e-12)
+    inputs = [leaf(x), leaf(w)] + ([] if b is None else [leaf(b)])
+    assert gradcheck(lambda *t: F.conv2d(t[0], t[1], t[2] if len(t) > 2 else None, **kw), *inputs)
+
+
+def test_conv2d_gradgradcheck(rng):
+    x, w, b = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 3, 2)), rng.standard_normal(3)
+    assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1), leaf(x), leaf(w), leaf(b))
+    assert gradgradcheck(lambda x, w: F.conv2d(x, w, dilation=2, padding=2).tanh(), leaf(x), leaf(w))
+
+
+def test_conv2d_same_and_valid_padding(rng):
+    x, w = rng.standard_normal((1, 2, 5, 6)), rng.standard_normal((3, 2, 4, 3))
+    assert F.conv2d(Tensor(x), Tensor(w), padding="same").shape == (1, 3, 5, 6)
+    assert F.conv2d(Tensor(x), Tensor(w), padding="valid").shape == (1, 3, 2, 4)
+    assert gradcheck(lambda x, w: F.conv2d(x, w, padding="same", dilation=(1, 2)), leaf(x), leaf(w))
+
+
+def test_conv2d_computes_no_input_gradient_when_images_do_not_require_grad(rng):
+    x = Tensor(rng.standard_normal((2, 1, 6, 6)).astype(np.float32))
+    w = Tensor(rng.standard_normal((3, 1, 3, 3)).astype(np.float32), requires_grad=True)
+    calls = []
+    orig = tc.kernels.fold
+    tc.kernels.fold = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        F.conv2d(x, w).sum().backward()
+        assert calls == [] and w.grad is not None and x.grad is None
+        x.requires_grad_()
+        F.conv2d(x, w).sum().backward()
+        assert calls == [1] and x.grad is not None
+    finally:
+        tc.kernels.fold = orig
+
+
+def test_conv2d_keeps_float32(rng):
+    x = Tensor(rng.standard_normal((2, 1, 6, 6)), dtype=np.float32)
+    w = Tensor(rng.standard_normal((3, 1, 3, 3)), dtype=np.float32, requires_grad=True)
+    b = Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)
+    out = F.conv2d(x, w, b)
+    out.sum().backward()
+    assert out.dtype == w.grad.dtype == b.grad.dtype == np.float32
+
+
+@st.composite
+def pool_case(draw, dilation=True):
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    padding = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    padding = tuple(min(p, (d * (kk - 1) + 1) // 2) for p, d, kk in zip(padding, dil, k))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    assume(all(d * (kk - 1) + 1 <= s + 2 * p for d, kk, s, p in zip(dil, k, (h, w), padding)))
+    x = draw(arrays((draw(st.integers(1, 2)), draw(st.integers(1, 2)), h, w), distinct=True))
+    return x, dict(kernel_size=k, stride=stride, padding=padding, dilation=dil, ceil_mode=draw(st.booleans()))
+
+
+@given(case=pool_case())
+def test_max_pool2d_forward_matches_loops_and_gradients(case):
+    x, kw = case
+    stride = kw["stride"] or kw["kernel_size"]
+    ref = naive.max_pool2d(x, kw["kernel_size"], stride, kw["padding"], kw["dilation"], kw["ceil_mode"])
+    assume(np.isfinite(ref).all())  # a dilated window can fall wholly in the padding: -inf, as in PyTorch
+    np.testing.assert_array_equal(F.max_pool2d(Tensor(x), **kw).data, ref)
+    assert gradcheck(lambda t: F.max_pool2d(t, **kw), leaf(x))
+    assert gradgradcheck(lambda t: F.max_pool2d(t, **kw) ** 2, leaf(x))
+
+
+@given(case=pool_case(dilation=False), include=st.booleans())
+def test_avg_pool2d_forward_matches_loops_and_gradients(case, include):
+    x, kw = case
+    kw.pop("dilation")
+    stride = kw["stride"] or kw["kernel_size"]
+    ref = naive.avg_pool2d(x, kw["kernel_size"], stride, kw["padding"], kw["ceil_mode"], include)
+    out = F.avg_pool2d(Tensor(x), count_include_pad=include, **kw)
+    np.testing.assert_allclose(out.data, ref, rtol=1e-12)
+    assert gradcheck(lambda t: F.avg_pool2d(t, count_include_pad=include, **kw), leaf(x))
+
+
+def test_max_pool_gradient_goes_to_first_maximum_and_overlaps_add():
+    x = leaf([[[[1.0, 5.0, 5.0], [0.0, 2.0, 1.0]]]])
+    F.max_pool2d(x, kernel_size=2, stride=1).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[[[0, 2, 0], [0, 0, 0]]]])  # tie: the first 5 wins
+    y = leaf([[[[3.0, 3.0], [3.0, 3.0]]]])
+    F.max_pool2d(y, 2).sum().backward()
+    np.testing.assert_array_equal(y.grad.data, [[[[1, 0], [0, 0]]]])
+    z = leaf([[[[1.0, 9.0, 2.0], [0.0, 3.0, 4.0]]]])
+    F.max_pool2d(z, (2, 2), stride=1).sum().backward()
+    np.testing.assert_array_equal(z.grad.data, [[[[0, 2, 0], [0, 0, 0]]]])
+
+
+def test_max_pool_pads_with_minus_infinity():
+    x = Tensor(-np.ones((1, 1, 2, 2)))
+    np.testing.assert_array_equal(F.max_pool2d(x, 2, stride=1, padding=1).data, -np.ones((1, 1, 3, 3)))
+
+
+def test_max_pool_return_indices():
+    x = Tensor(np.array([[[[1.0, 2.0], [4.0, 3.0]]]]))
+    out, idx = F.max_pool2d(x, 2, return_indices=True)
+    assert out.item() == 4.0 and idx.item() == 2
+
+
+def test_lecture_im2col_example_shapes(rng):
+    assert tc.im2col(rng.random((1, 3, 7, 7)), 5, 5, stride=1, pad=0).shape == (9, 75)
+    assert tc.im2col(rng.random((10, 3, 7, 7)), 5, 5, stride=1, pad=0).shape == (90, 75)
+
+
+def _lecture_im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    n, c, h, w = input_data.shape
+    out_h = (h + 2 * pad - filter_h) // stride + 1
+    out_w = (w + 2 * pad - filter_w) // stride + 1
+    img = np.pad(input_data, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((n, c, filter_h, filter_w, out_h, out_w))
+    for y in range(filter_h):
+        for x in range(filter_w):
+            col[:, :, y, x] = img[:, :, y:y + stride * out_h:stride, x:x + stride * out_w:stride]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * out_h * out_w, -1)
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
+def test_im2col_and_col2im_match_the_lecture_layout(rng, stride, pad):
+    x = rng.random((2, 3, 7, 6)).astype(np.float32)
+    col = tc.im2col(x, 3, 2, stride=stride, pad=pad)
+    np.testing.assert_array_equal(col, _lecture_im2col(x, 3, 2, stride, pad))
+    assert col.dtype == np.float32
+    # col2im is im2col's adjoint: <im2col(x), c> == <x, col2im(c)>
+    c = rng.random(col.shape).astype(np.float32)
+    back = tc.col2im(c, x.shape, 3, 2, stride=stride, pad=pad)
+    assert back.shape == x.shape and back.dtype == np.float32
+    np.testing.assert_allclose((col * c).sum(), (x * back).sum(), rtol=1e-5)
+
+
+def test_unfold_fold_are_differentiable(rng):
+    x = rng.standard_normal((1, 2, 4, 4))
+    assert gradgradcheck(lambda t: F.unfold(t, 3, padding=1, stride=2) ** 2, leaf(x))
+    cols = rng.standard_normal((4, 18))
+    assert gradgradcheck(lambda t: F.fold(t, (1, 2, 4, 4), 3, padding=1, stride=2) ** 2, leaf(cols))
+
+
+@given(a=arrays((3, 5), -5, 5))
+def test_softmax_and_log_softmax(a):
+    for dim in (0, 1, -1):
+        s = F.softmax(Tensor(a), dim).data
+        np.testing.assert_allclose(s, np.exp(a) / np.exp(a).sum(dim, keepdims=True), rtol=1e-12)
+        np.testing.assert_allclose(F.log_softmax(Tensor(a), dim).data, np.log(s), rtol=1e-10, atol=1e-12)
+        assert gradgradcheck(lambda t: F.softmax(t, dim), leaf(a))
+        assert gradgradcheck(lambda t: F.log_softmax(t, dim), leaf(a))
+
+
+def test_softmax_is_finite_for_large_logits():
+    x = Tensor([[1000.0, -1000.0, 0.0]])
+    assert np.isfinite(F.softmax(x, 1).data).all() and np.isfinite(F.log_softmax(x, 1).data).all()
+
+
+@given(a=arrays((4, 3)), labels=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+       reduction=st.sampled_from(["mean", "sum", "none"]), smoothing=st.sampled_from([0.0, 0.1]),
+       weighted=st.booleans())
+def test_cross_entropy_gradients(a, labels, reduction, smoothing, weighted):
+    t = np.array(labels)
+    w = np.array([0.5, 1.0, 2.0]) if weighted else None
+    fn = lambda x: F.cross_entropy(x, t, weight=w, reduction=reduction, label_smoothing=smoothing)  # noqa: E731
+    assert gradcheck(fn, leaf(a))
+    assert gradgradcheck(fn, leaf(a))
+
+
+def test_cross_entropy_values_and_one_hot_targets(rng):
+    x = rng.standard_normal((4, 3))
+    t = np.array([0, 2, 1, 2])
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    expect = -logp[np.arange(4), t].mean()
+    assert F.cross_entropy(Tensor(x), t).item() == pytest.approx(expect)
+    assert F.cross_entropy(Tensor(x), Tensor(t)).item() == pytest.approx(expect)
+    one_hot = np.eye(3)[t]
+    assert F.cross_entropy(Tensor(x), one_hot).item() == pytest.approx(expect)
+    assert F.nll_loss(F.log_softmax(Tensor(x), 1), t).item() == pytest.approx(expect)
+    assert gradcheck(lambda z: F.cross_entropy(z, one_hot, label_smoothing=0.1), leaf(x))
+
+
+def test_cross_entropy_is_finite_for_logits_of_1000():
+    x = Tensor([[1000.0, -1000.0], [-1000.0, 1000.0]], requires_grad=True)
+    loss = F.cross_entropy(x, np.array([1, 1]))
+    loss.backward()
+    assert loss.item() == pytest.approx(1000.0) and np.isfinite(x.grad.data).all()
+
+
+def test_linear_dropout_flatten_leaky_relu(rng):
+    x, w, b = rng.standard_normal((3, 4)), rng.standard_normal((2, 4)), rng.standard_normal(2)
+    np.testing.assert_allclose(F.linear(Tensor(x), Tensor(w), Tensor(b)).data, x @ w.T + b)
+    assert gradgradcheck(lambda x, w, b: F.linear(x, w, b), leaf(x), leaf(w), leaf(b))
+    assert gradcheck(lambda t: F.leaky_relu(t, 0.2), leaf(away_from(x)))
+    assert F.flatten(Tensor(np.zeros((2, 3, 4))), 1).shape == (2, 12)
+    tc.manual_seed(0)
+    d = F.dropout(Tensor(np.ones((1000,), dtype=np.float32)), p=0.3)
+    np.testing.assert_allclose(d.data[d.data != 0], 1 / 0.7, rtol=1e-6)
+    assert abs((d.data == 0).mean() - 0.3) < 0.05
+    assert d.dtype == np.float32
+    same = Tensor(np.ones(5))
+    assert F.dropout(same, 0.5, training=False) is same
+
+
+ERRORS = [
+    (lambda: F.conv2d(Tensor(np.ones((1, 3, 5, 5))), Tensor(np.ones((2, 2, 3, 3)))), r"3 channels.*\(2, 2, 3, 3\)"),
+    (lambda: F.conv2d(Tensor(np.ones((1, 4, 5, 5))), Tensor(np.ones((3, 2, 3, 3))), groups=2), "groups=2"),
+    (lambda: F.conv2d(Tensor(np.ones((1, 1, 2, 2))), Tensor(np.ones((1, 1, 3, 3)))), "larger than the padded input"),
+    (lambda: F.conv2d(Tensor(np.ones((1, 1, 5, 5))), Tensor(np.ones((1, 1, 3, 3))), padding=-1), "non-negative"),
+    (lambda: F.conv2d(Tensor(np.ones((1, 1, 5, 5))), Tensor(np.ones((1, 1, 3, 3))), stride=0), "positive"),
+    (lambda: F.conv2d(Tensor(np.ones((1, 5, 5))), Tensor(np.ones((1, 1, 3, 3)))), r"4-D.*\(1, 5, 5\)"),
+    (lambda: F.conv2d(Tensor(np.ones((1, 1, 5, 5))), Tensor(np.ones((1, 1, 3, 3))), stride=2, padding="same"),
+     "same"),
+    (lambda: F.max_pool2d(Tensor(np.ones((1, 1, 5))), 2), "4-D"),
+    (lambda: F.max_pool2d(Tensor(np.ones((1, 1, 5, 5))), 2, padding=2), "at most half"),
+    (lambda: F.max_pool2d(Tensor(np.ones((1, 1, 1, 5))), 2), "larger than the padded input"),
+    (lambda: F.cross_entropy(Tensor(np.ones((2, 3))), np.array([0, 3])), r"labels \[3\] are out of range"),
+    (lambda: F.cross_entropy(Tensor(np.ones((2, 3))), np.array([0, 1, 2])), "does not match"),
+    (lambda: F.cross_entropy(Tensor(np.ones((2, 3))), np.ones((2, 2))), "must match input"),
+    (lambda: tc.im2col(np.ones((3, 7, 7)), 5, 5), "4-D"),
+    (lambda: tc.col2im(np.ones((9, 70)), (1, 3, 7, 7), 5, 5), "expected"),
+]
+
+
+@pytest.mark.parametrize("call,message", ERRORS)
+def test_bad_input_gets_a_clear_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

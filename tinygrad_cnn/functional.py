@@ -1,0 +1,458 @@
+"""Neural-network ops with `torch.nn.functional`'s names, arguments and defaults.
+
+`import tinygrad_cnn.functional as F`. Where an op is built from others (conv2d is
+im2col + one matrix product) its gradient comes from theirs; the ops that need a rule
+of their own (`Unfold`/`Fold`, `MaxPool2d`, `LogSoftmax`, `Softmax`) define it next to
+their forward, in Tensor ops, so `create_graph=True` works through all of them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .ops import as_tensor, cat, pad, where  # noqa: F401  (pad is part of F's API)
+from .rng import get_rng
+from .tensor import Function, Tensor
+
+__all__ = [
+    "conv2d", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
+    "log_softmax", "linear", "dropout", "flatten", "cross_entropy", "nll_loss", "pad", "unfold", "fold",
+    "im2col", "col2im",
+]
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def _check_4d(name, x: Tensor):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+
+
+def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False, pad_value_ok=True):
+    """Validate the window parameters; return (kernel, stride, ((t, b), (l, r)), dilation, (OH, OW))."""
+    kernel, stride, dilation = kernels.pair(kernel, "kernel_size"), kernels.pair(stride, "stride"), \
+        kernels.pair(dilation, "dilation")
+    if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
+        raise ValueError(f"{name}: kernel {kernel}, stride {stride} and dilation {dilation} must be positive")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = ((0, 0), (0, 0))
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride}")
+            total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            padding = tuple((t // 2, t - t // 2) for t in total)
+        else:
+            raise ValueError(f"{name}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    else:
+        ph, pw = kernels.pair(padding, "padding")
+        if ph < 0 or pw < 0:
+            raise ValueError(f"{name}: padding must be non-negative, got {(ph, pw)}")
+        padding = ((ph, ph), (pw, pw))
+    h, w = shape[2:]
+    eff = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    for size, (lo, hi), e, axis in zip((h, w), padding, eff, "HW"):
+        if e > size + lo + hi:
+            raise ValueError(f"{name}: kernel {kernel} (dilated extent {e}) is larger than the padded input "
+                             f"{axis}={size + lo + hi} (input shape {shape}, padding {padding})")
+    out_hw = tuple(kernels.output_size(size, k, s, lo, hi, d, ceil_mode)
+                   for size, k, s, (lo, hi), d in zip((h, w), kernel, stride, padding, dilation))
+    return kernel, stride, padding, dilation, out_hw
+
+
+# ----------------------------------------------------------------------------- im2col
+
+
+class Unfold(Function):
+    """im2col: (N, C, H, W) -> (N*OH*OW, C*KH*KW). Its backward is `Fold` (col2im)."""
+
+    def forward(self, x, geom):
+        return kernels.unfold(x, *geom)
+
+    def backward(self, g):
+        return Fold.apply(g, shape=self.inputs[0].shape, geom=self.attrs["geom"])
+
+
+class Fold(Function):
+    """col2im: (N*OH*OW, C*KH*KW) -> (N, C, H, W), adding overlaps. Its backward is `Unfold`."""
+
+    def forward(self, cols, shape, geom):
+        return kernels.fold(cols, shape, *geom)
+
+    def backward(self, g):
+        return Unfold.apply(g, geom=self.attrs["geom"])
+
+
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Differentiable im2col: (N, C, H, W) -> (N*OH*OW, C*KH*KW).
+
+    Rows are ordered (n, oh, ow) and columns (c, kh, kw), as in the lecture's im2col
+    (PyTorch's `F.unfold` gives the transpose, batched).
+    """
+    _check_4d("unfold", input)
+    kernel, stride, padding, dilation, out_hw = _geometry("unfold", input.shape, kernel_size, stride, padding, dilation)
+    return Unfold.apply(input, geom=(kernel, stride, padding, dilation, out_hw))
+
+
+def fold(cols: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Differentiable col2im, the adjoint of `unfold`: output_size is the image shape (N, C, H, W)."""
+    shape = tuple(int(s) for s in output_size)
+    kernel, stride, padding, dilation, out_hw = _geometry("fold", shape, kernel_size, stride, padding, dilation)
+    expect = (shape[0] * out_hw[0] * out_hw[1], shape[1] * kernel[0] * kernel[1])
+    if cols.shape != expect:
+        raise ValueError(f"fold: columns of shape {cols.shape} do not fit image {shape}; expected {expect}")
+    return Fold.apply(cols, shape=shape, geom=(kernel, stride, padding, dilation, out_hw))
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
+    """The lecture's im2col: (N, C, H, W) array -> (N*out_h*out_w, C*filter_h*filter_w) array.
+
+    Same signature and layout as the lecture; keeps the input dtype; no Python loop.
+    """
+    x = np.asarray(input_data.data if isinstance(input_data, Tensor) else input_data)
+    if x.ndim != 4:
+        raise ValueError(f"im2col: input_data must be 4-D (N, C, H, W), got shape {x.shape}")
+    geom = _geometry("im2col", x.shape, (filter_h, filter_w), stride, pad, 1)
+    return kernels.unfold(x, *geom)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
+    """The lecture's col2im: (N*out_h*out_w, C*filter_h*filter_w) -> (N, C, H, W) array, adding overlaps."""
+    col = np.asarray(col.data if isinstance(col, Tensor) else col)
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"col2im: input_shape must be (N, C, H, W), got {input_shape}")
+    geom = _geometry("col2im", shape, (filter_h, filter_w), stride, pad, 1)
+    oh, ow = geom[-1]
+    expect = (shape[0] * oh * ow, shape[1] * filter_h * filter_w)
+    if col.shape != expect:
+        raise ValueError(f"col2im: col has shape {col.shape}, expected {expect} for input_shape {shape}")
+    return kernels.fold(col, shape, *geom)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups=1) -> Tensor:
+    """2-D cross-correlation, as `torch.nn.functional.conv2d`.
+
+    input (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) -> (N, OC, OH, OW).
+    Computed as im2col (`unfold`) and one matrix product per group. Its gradient is
+    theirs: the weight gradient is the columns' transpose times the output gradient,
+    the input gradient is the output gradient times the weight, folded back by col2im.
+    When the input does not require grad, no input gradient is computed.
+    """
+    _check_4d("conv2d", input)
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (OC, C/groups, KH, KW), got shape {weight.shape}")
+    n, c = input.shape[:2]
+    oc, cg, kh, kw = weight.shape
+    if groups <= 0 or c % groups or oc % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide both input channels {c} and output channels {oc}")
+    if cg * groups != c:
+        raise ValueError(f"conv2d: input has {c} channels but weight {weight.shape} expects {cg * groups} "
+                         f"(= {cg} x groups {groups}); input shape {input.shape}")
+    if bias is not None and bias.shape != (oc,):
+        raise ValueError(f"conv2d: bias must have shape ({oc},), got {bias.shape}")
+    geom = _geometry("conv2d", input.shape, (kh, kw), stride, padding, dilation)
+    oh, ow = geom[-1]
+    cols = Unfold.apply(input, geom=geom)  # (N*OH*OW, C*KH*KW)
+    if groups == 1:
+        out = cols @ weight.reshape(oc, -1).T  # (N*OH*OW, OC)
+    else:
+        cols = cols.reshape(n * oh * ow, groups, cg * kh * kw).permute(1, 0, 2)
+        out = (cols @ weight.reshape(groups, oc // groups, -1).mT).permute(1, 0, 2)
+    out = out.reshape(n, oh, ow, oc).permute(0, 3, 1, 2)
+    return out if bias is None else out + bias.reshape(1, oc, 1, 1)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+class MaxPool2d(Function):
+    """Max over windows; the gradient goes to each window's first maximum (`PoolScatter`)."""
+
+    def forward(self, x, geom):
+        out, self.arg = kernels.max_pool(x, *geom)
+        return out
+
+    def backward(self, g):
+        return PoolScatter.apply(g, arg=self.arg, shape=self.inputs[0].shape, geom=self.attrs["geom"])
+
+
+class PoolScatter(Function):
+    """(N, C, OH, OW) -> (N, C, H, W): each value to its window's recorded maximum. Backward: `PoolGather`."""
+
+    def forward(self, g, arg, shape, geom):
+        kernel, stride, padding, dilation, _ = geom
+        return kernels.pool_scatter(g, arg, shape, kernel, stride, padding, dilation)
+
+    def backward(self, gg):
+        return PoolGather.apply(gg, arg=self.attrs["arg"], geom=self.attrs["geom"])
+
+
+class PoolGather(Function):
+    """(N, C, H, W) -> (N, C, OH, OW): the values at the recorded maxima. Backward: `PoolScatter`."""
+
+    def forward(self, x, arg, geom):
+        kernel, stride, padding, dilation, _ = geom
+        return kernels.pool_gather(x, arg, kernel, stride, padding, dilation)
+
+    def backward(self, g):
+        return PoolScatter.apply(g, arg=self.attrs["arg"], shape=self.inputs[0].shape, geom=self.attrs["geom"])
+
+
+def _pool_geometry(name, input, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_4d(name, input)
+    stride = kernel_size if stride is None or stride == [] else stride
+    kernel, stride, pads, dilation, out_hw = _geometry(name, input.shape, kernel_size, stride, padding, dilation,
+                                                       ceil_mode)
+    for (lo, _), k in zip(pads, kernel):
+        if lo > k // 2:
+            raise ValueError(f"{name}: padding {lo} must be at most half the kernel size {kernel}")
+    # ceil_mode may need extra rows/cols of padding at the bottom/right
+    pads = tuple((lo, max(hi, (o - 1) * s + d * (k - 1) + 1 - size - lo))
+                 for (lo, hi), o, s, d, k, size in zip(pads, out_hw, stride, dilation, kernel, input.shape[2:]))
+    return kernel, stride, pads, dilation, out_hw
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling, as `torch.nn.functional.max_pool2d`: (N, C, H, W) -> (N, C, OH, OW).
+
+    stride defaults to kernel_size; padding is -inf. With `return_indices`, also returns
+    the flat index (h * W + w) of each maximum in its input plane, as PyTorch does.
+    """
+    geom = _pool_geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    out = MaxPool2d.apply(input, geom=geom)
+    if not return_indices:
+        return out
+    return out, Tensor._make(_flat_indices(input.shape, geom, kernels.max_pool(input.data, *geom)[1]))
+
+
+def _flat_indices(shape, geom, arg):
+    kernel, stride, pads, dilation, (oh, ow) = geom
+    i, j = np.divmod(arg.astype(np.int64), kernel[1])
+    rows = np.arange(oh)[:, None] * stride[0] + i * dilation[0] - pads[0][0]
+    cols = np.arange(ow)[None, :] * stride[1] + j * dilation[1] - pads[1][0]
+    return rows * shape[3] + cols
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> Tensor:
+    """Average pooling, as `torch.nn.functional.avg_pool2d`: (N, C, H, W) -> (N, C, OH, OW).
+
+    A sum of the kernel-offset slices of the zero-padded input, divided by each window's
+    count (of padded positions too when `count_include_pad`).
+    """
+    geom = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    kernel, stride, pads, dilation, out_hw = geom
+    (t, b), (l, r) = pads
+    xp = pad(input, (l, r, t, b))
+    total = None
+    for _, _, rows, cols in kernels.offset_slices(kernel, stride, dilation, out_hw):
+        v = xp[:, :, rows, cols]
+        total = v if total is None else total + v
+    # how many positions each window counts: the padded input (not the ceil_mode extra) or the input only
+    h, w = input.shape[2:]
+    ph, pw = (t, l) if count_include_pad else (0, 0)
+    mask = np.zeros((1, 1) + xp.shape[2:], dtype=input.dtype)
+    mask[:, :, t - ph:t + h + ph, l - pw:l + w + pw] = 1
+    count = kernels.window_sum(mask, kernel, stride, dilation, out_hw)
+    return total / Tensor._make(count)
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+def relu(input: Tensor) -> Tensor:
+    """max(x, 0), elementwise; gradient 0 at 0, as in PyTorch."""
+    return input.relu()
+
+
+def leaky_relu(input: Tensor, negative_slope=0.01) -> Tensor:
+    """x where x > 0, else negative_slope * x."""
+    return where(input.data > 0, input, input * negative_slope)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)), finite for any x."""
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    return input.tanh()
+
+
+class LogSoftmax(Function):
+    def forward(self, x, dim):
+        z = x - x.max(axis=dim, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=dim, keepdims=True))
+
+    def backward(self, g):
+        dim = self.attrs["dim"]
+        return g - self.output.exp() * g.sum(dim=dim, keepdim=True)
+
+
+class Softmax(Function):
+    def forward(self, x, dim):
+        e = np.exp(x - x.max(axis=dim, keepdims=True))
+        return e / e.sum(axis=dim, keepdims=True)
+
+    def backward(self, g):
+        y = self.output
+        return y * (g - (g * y).sum(dim=self.attrs["dim"], keepdim=True))
+
+
+def _check_dim(name, input, dim):
+    if not -max(input.ndim, 1) <= dim < max(input.ndim, 1):
+        raise ValueError(f"{name}: dim {dim} is out of range for shape {input.shape}")
+    return dim % max(input.ndim, 1)
+
+
+def softmax(input: Tensor, dim: int) -> Tensor:
+    """exp(x) / sum(exp(x)) along `dim` (shifted by the max: no overflow)."""
+    return Softmax.apply(input, dim=_check_dim("softmax", input, dim))
+
+
+def log_softmax(input: Tensor, dim: int) -> Tensor:
+    """x - logsumexp(x) along `dim`, computed stably."""
+    return LogSoftmax.apply(input, dim=_check_dim("log_softmax", input, dim))
+
+
+# ----------------------------------------------------------------------------- layers as functions
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input (*, in) @ weight (out, in).T + bias (out,) -> (*, out)."""
+    if weight.ndim != 2 or input.shape[-1:] != weight.shape[1:]:
+        raise ValueError(f"linear: input {input.shape} does not fit weight {weight.shape} (out, in)")
+    out = input @ weight.T
+    return out if bias is None else out + bias
+
+
+def dropout(input: Tensor, p=0.5, training=True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p); identity when not training."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = (get_rng().random(input.shape) >= p).astype(input.dtype) / input.dtype.type(1.0 - p)
+    return input * Tensor._make(keep)
+
+
+def flatten(input: Tensor, start_dim=0, end_dim=-1) -> Tensor:
+    return input.flatten(start_dim, end_dim)
+
+
+# ----------------------------------------------------------------------------- losses
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _class_last(input: Tensor, target=None):
+    """(N, C, d1, ...) -> (N*d1*..., C) and the target to match."""
+    if input.ndim <= 2:
+        return input, target
+    perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+    flat = input.permute(*perm).reshape(-1, input.shape[1])
+    if target is not None:
+        target = target.reshape(-1) if target.ndim == input.ndim - 1 else \
+            np.transpose(target, perm).reshape(-1, input.shape[1])
+    return flat, target
+
+
+def _target_array(target) -> np.ndarray:
+    return np.asarray(target.data if isinstance(target, Tensor) else target)
+
+
+def nll_loss(input: Tensor, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
+    """Negative log-likelihood of class indices: input (N, C) log-probabilities, target (N,) ints."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"nll_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    t = _target_array(target)
+    logp, t = _class_last(input, t)
+    n, c = logp.shape if logp.ndim == 2 else (1, logp.shape[0])
+    logp = logp.reshape(n, c)
+    t = t.reshape(-1)
+    _check_labels("nll_loss", t, n, c, ignore_index)
+    valid = t != ignore_index
+    safe = np.where(valid, t, 0)
+    w = np.ones(c, dtype=logp.dtype) if weight is None else _target_array(weight).astype(logp.dtype)
+    wt = np.where(valid, w[safe], 0).astype(logp.dtype)
+    picked = logp[np.arange(n), safe] * Tensor._make(wt)
+    return _reduce(-picked, reduction, wt.sum(), input, target)
+
+
+def _check_labels(name, t, n, c, ignore_index):
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"{name}: class-index target must be integers, got dtype {t.dtype}")
+    if t.shape != (n,):
+        raise ValueError(f"{name}: target of shape {t.shape} does not match input batch {n}")
+    bad = (t != ignore_index) & ((t < 0) | (t >= c))
+    if bad.any():
+        raise ValueError(f"{name}: target labels {np.unique(t[bad]).tolist()} are out of range for {c} classes")
+
+
+def _reduce(loss: Tensor, reduction, denom, input, target):
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / float(denom)
+    if input.ndim > 2:  # back to (N, d1, ...)
+        return loss.reshape(input.shape[0], *input.shape[2:])
+    return loss.reshape(()) if input.ndim == 1 else loss
+
+
+def cross_entropy(input: Tensor, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0) -> Tensor:
+    """Softmax cross-entropy from raw logits, as `torch.nn.functional.cross_entropy`.
+
+    input (N, C) (or (N, C, d1, ...)); target is class indices (N,) or, like the
+    lecture's SoftmaxWithLoss, one-hot / probability rows of the input's shape.
+    Uses log_softmax, so it is finite for logits of +-1000.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if input.ndim == 0:
+        raise ValueError("cross_entropy: input must have a class dimension, got a scalar")
+    cdim = 1 if input.ndim >= 2 else 0
+    c = input.shape[cdim]
+    logp = log_softmax(input, dim=cdim)
+    t = _target_array(target)
+    w = None if weight is None else _target_array(weight).astype(input.dtype)
+    if w is not None and w.shape != (c,):
+        raise ValueError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
+    if np.issubdtype(t.dtype, np.floating):  # probabilities
+        if t.shape != input.shape:
+            raise ValueError(f"cross_entropy: probability target of shape {t.shape} must match input {input.shape}")
+        t = t.astype(input.dtype)
+        if label_smoothing:
+            t = t * (1 - label_smoothing) + label_smoothing / c
+        lp, tt = _class_last(logp, t)
+        lp, tt = lp.reshape(-1, c), tt.reshape(-1, c)
+        wt = tt if w is None else tt * w
+        loss = -(lp * Tensor._make(wt)).sum(dim=1)
+        return _reduce(loss, reduction, lp.shape[0], input, t)
+    nll = nll_loss(logp, t, weight=w, ignore_index=ignore_index, reduction=reduction)
+    if not label_smoothing:
+        return nll
+    # PyTorch's smoothing: (1 - e) * nll + e * mean over classes of -w_c log p_c
+    lp, tt = _class_last(logp, t)
+    lp, tt = lp.reshape(-1, c), tt.reshape(-1)
+    valid = (tt != ignore_index).astype(input.dtype)
+    wc = np.ones(c, dtype=input.dtype) if w is None else w
+    smooth = -(lp * Tensor._make(wc)).sum(dim=1) * Tensor._make(valid) / c
+    if reduction == "mean":
+        denom = (wc[np.where(tt != ignore_index, tt, 0)] * valid).sum()
+        smooth = smooth.sum() / float(denom)
+    else:
+        smooth = _reduce(smooth, reduction, None, input, t)
+    return nll * (1 - label_smoothing) + smooth * label_smoothing

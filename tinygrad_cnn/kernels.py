@@ -1,0 +1,143 @@
+"""numpy kernels behind the CNN ops: im2col/col2im and pooling windows.
+
+Arrays in, arrays out, no autograd: `functional.py` wraps these in differentiable ops.
+Windows are strided views of the (padded) input; the only Python loops run over
+kernel offsets (kh * kw of them), never over images or output positions.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+def pair(v, name: str) -> tuple[int, int]:
+    """An int or a pair of ints as a pair of ints."""
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    try:
+        a, b = v
+        return int(a), int(b)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+
+
+def output_size(size: int, k: int, s: int, lo: int, hi: int, d: int = 1, ceil_mode: bool = False) -> int:
+    """Number of window positions along one axis (PyTorch's rule, ceil_mode included)."""
+    span = size + lo + hi - d * (k - 1) - 1
+    if ceil_mode:
+        n = -(-span // s) + 1
+        if (n - 1) * s >= size + lo:  # the last window must start inside the input or left padding
+            n -= 1
+        return n
+    return span // s + 1
+
+
+def pad4(x: np.ndarray, padding, value=0.0) -> np.ndarray:
+    """Pad H and W of an (N, C, H, W) array by ((top, bottom), (left, right))."""
+    (t, b), (l, r) = padding
+    if t == b == l == r == 0:
+        return x
+    out = np.full(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + l + r), value, dtype=x.dtype)
+    out[:, :, t:t + x.shape[2], l:l + x.shape[3]] = x
+    return out
+
+
+def windows(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """Read-only view (N, C, OH, OW, KH, KW) of the windows of a padded (N, C, Hp, Wp) array."""
+    n, c = xp.shape[:2]
+    sn, sc, sh, sw = xp.strides
+    return as_strided(
+        xp,
+        shape=(n, c, out_hw[0], out_hw[1], kernel[0], kernel[1]),
+        strides=(sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1]),
+        writeable=False,
+    )
+
+
+def offset_slices(kernel, stride, dilation, out_hw):
+    """For each kernel offset (i, j): i, j and the (rows, cols) slices of the padded input it reads."""
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            r0, c0 = i * dilation[0], j * dilation[1]
+            yield (i, j, slice(r0, r0 + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
+                   slice(c0, c0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
+
+
+def unfold(x, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+    """im2col: (N, C, H, W) -> (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow), columns (c, kh, kw)."""
+    n, c = x.shape[:2]
+    win = windows(pad4(x, padding), kernel, stride, dilation, out_hw)
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * out_hw[0] * out_hw[1], c * kernel[0] * kernel[1])
+
+
+def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+    """col2im, the adjoint of `unfold`: overlapping windows add up. Loops over kernel offsets only."""
+    n, c, h, w = input_shape
+    (t, b), (l, r) = padding
+    oh, ow = out_hw
+    g = cols.reshape(n, oh, ow, c, kernel[0], kernel[1])
+    out = np.zeros((n, c, h + t + b, w + l + r), dtype=cols.dtype)
+    for i, j, rows, cols_ in offset_slices(kernel, stride, dilation, out_hw):
+        out[:, :, rows, cols_] += g[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return out[:, :, t:t + h, l:l + w]
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _windows_disjoint(kernel, stride, dilation) -> bool:
+    return all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
+
+
+def max_pool(x, kernel, stride, padding, dilation, out_hw):
+    """Max over each window, padding with -inf. Returns (out, arg): arg is the kernel offset
+    (i*KW + j) of each window's first maximum."""
+    xp = pad4(x, padding, -np.inf)
+    slices = [xp[:, :, rows, cols] for _, _, rows, cols in offset_slices(kernel, stride, dilation, out_hw)]
+    out = slices[0].copy()
+    arg = np.zeros(out.shape, dtype=np.uint8 if len(slices) < 256 else np.int32)
+    better = np.empty(out.shape, dtype=bool)
+    for o, v in enumerate(slices[1:], 1):
+        np.greater(v, out, out=better)  # strict: ties keep the earlier offset
+        np.maximum(out, v, out=out)
+        # offsets only grow, so the last offset that improved is the largest such offset
+        np.maximum(arg, np.multiply(better, arg.dtype.type(o)), out=arg)
+    return out, arg
+
+
+def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
+    """Gradient of max_pool: each output's gradient goes to its window's maximum (adding up
+    where windows overlap). g, arg: (N, C, OH, OW) -> (N, C, H, W)."""
+    n, c, h, w = input_shape
+    (t, b), (l, r) = padding
+    shape = (n, c, h + t + b, w + l + r)
+    disjoint = _windows_disjoint(kernel, stride, dilation)
+    covered = disjoint and stride == kernel and all(
+        o * s == size for o, s, size in zip(arg.shape[2:], stride, shape[2:]))
+    out = np.empty(shape, dtype=g.dtype) if covered else np.zeros(shape, dtype=g.dtype)
+    hit = np.empty(arg.shape, dtype=bool)
+    for o, (_, _, rows, cols) in enumerate(offset_slices(kernel, stride, dilation, arg.shape[2:])):
+        np.equal(arg, o, out=hit)
+        if disjoint:  # each input position is in one window at most: write, don't add
+            np.multiply(g, hit, out=out[:, :, rows, cols])
+        else:
+            out[:, :, rows, cols] += g * hit
+    return out[:, :, t:t + h, l:l + w]
+
+
+def pool_gather(x, arg, kernel, stride, padding, dilation):
+    """The values of x at the recorded maxima: the adjoint of `pool_scatter`."""
+    xp = pad4(x, padding, 0.0)
+    out = np.zeros(arg.shape, dtype=x.dtype)
+    for o, (_, _, rows, cols) in enumerate(offset_slices(kernel, stride, dilation, arg.shape[2:])):
+        np.copyto(out, xp[:, :, rows, cols], where=arg == o)
+    return out
+
+
+def window_sum(x, kernel, stride, dilation, out_hw):
+    """Sum over each window of an already padded (N, C, Hp, Wp) array."""
+    out = None
+    for _, _, rows, cols in offset_slices(kernel, stride, dilation, out_hw):
+        v = x[:, :, rows, cols]
+        out = v.copy() if out is None else out + v
+    return out

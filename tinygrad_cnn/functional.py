@@ -12,7 +12,7 @@ import numpy as np
 from . import kernels
 from .ops import as_tensor, cat, pad, where  # noqa: F401  (pad is part of F's API)
 from .rng import get_rng
-from .tensor import Function, Tensor
+from .tensor import Function, Tensor, op_scope
 
 __all__ = [
     "conv2d", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
@@ -160,14 +160,15 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         raise ValueError(f"conv2d: bias must have shape ({oc},), got {bias.shape}")
     geom = _geometry("conv2d", input.shape, (kh, kw), stride, padding, dilation)
     oh, ow = geom[-1]
-    cols = Unfold.apply(input, geom=geom)  # (N*OH*OW, C*KH*KW)
-    if groups == 1:
-        out = cols @ weight.reshape(oc, -1).T  # (N*OH*OW, OC)
-    else:
-        cols = cols.reshape(n * oh * ow, groups, cg * kh * kw).permute(1, 0, 2)
-        out = (cols @ weight.reshape(groups, oc // groups, -1).mT).permute(1, 0, 2)
-    out = out.reshape(n, oh, ow, oc).permute(0, 3, 1, 2)
-    return out if bias is None else out + bias.reshape(1, oc, 1, 1)
+    with op_scope("conv2d", stride=geom[1], padding=geom[2], dilation=geom[3], groups=groups):
+        cols = Unfold.apply(input, geom=geom)  # (N*OH*OW, C*KH*KW)
+        if groups == 1:
+            out = cols @ weight.reshape(oc, -1).T  # (N*OH*OW, OC)
+        else:
+            cols = cols.reshape(n * oh * ow, groups, cg * kh * kw).permute(1, 0, 2)
+            out = (cols @ weight.reshape(groups, oc // groups, -1).mT).permute(1, 0, 2)
+        out = out.reshape(n, oh, ow, oc).permute(0, 3, 1, 2)
+        return out if bias is None else out + bias.reshape(1, oc, 1, 1)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -228,7 +229,8 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     the flat index (h * W + w) of each maximum in its input plane, as PyTorch does.
     """
     geom = _pool_geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
-    out = MaxPool2d.apply(input, geom=geom)
+    with op_scope("max_pool2d", kernel_size=geom[0], stride=geom[1], padding=geom[2], dilation=geom[3]):
+        out = MaxPool2d.apply(input, geom=geom)
     if not return_indices:
         return out
     return out, Tensor._make(_flat_indices(input.shape, geom, kernels.max_pool(input.data, *geom)[1]))
@@ -251,18 +253,19 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=Fal
     geom = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
     kernel, stride, pads, dilation, out_hw = geom
     (t, b), (l, r) = pads
-    xp = pad(input, (l, r, t, b))
-    total = None
-    for _, _, rows, cols in kernels.offset_slices(kernel, stride, dilation, out_hw):
-        v = xp[:, :, rows, cols]
-        total = v if total is None else total + v
     # how many positions each window counts: the padded input (not the ceil_mode extra) or the input only
     h, w = input.shape[2:]
     ph, pw = (t, l) if count_include_pad else (0, 0)
-    mask = np.zeros((1, 1) + xp.shape[2:], dtype=input.dtype)
+    mask = np.zeros((1, 1, h + t + b, w + l + r), dtype=input.dtype)
     mask[:, :, t - ph:t + h + ph, l - pw:l + w + pw] = 1
     count = kernels.window_sum(mask, kernel, stride, dilation, out_hw)
-    return total / Tensor._make(count)
+    with op_scope("avg_pool2d", kernel_size=kernel, stride=stride, padding=pads):
+        xp = pad(input, (l, r, t, b))
+        total = None
+        for _, _, rows, cols in kernels.offset_slices(kernel, stride, dilation, out_hw):
+            v = xp[:, :, rows, cols]
+            total = v if total is None else total + v
+        return total / Tensor._constant(count)
 
 
 # ----------------------------------------------------------------------------- activations
@@ -275,7 +278,8 @@ def relu(input: Tensor) -> Tensor:
 
 def leaky_relu(input: Tensor, negative_slope=0.01) -> Tensor:
     """x where x > 0, else negative_slope * x."""
-    return where(input.data > 0, input, input * negative_slope)
+    with op_scope("leaky_relu", negative_slope=negative_slope):
+        return where(input.data > 0, input, input * negative_slope)
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -330,8 +334,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input (*, in) @ weight (out, in).T + bias (out,) -> (*, out)."""
     if weight.ndim != 2 or input.shape[-1:] != weight.shape[1:]:
         raise ValueError(f"linear: input {input.shape} does not fit weight {weight.shape} (out, in)")
-    out = input @ weight.T
-    return out if bias is None else out + bias
+    with op_scope("linear"):
+        out = input @ weight.T
+        return out if bias is None else out + bias
 
 
 def dropout(input: Tensor, p=0.5, training=True) -> Tensor:
@@ -343,7 +348,8 @@ def dropout(input: Tensor, p=0.5, training=True) -> Tensor:
     if p == 1.0:
         return input * 0.0
     keep = (get_rng().random(input.shape) >= p).astype(input.dtype) / input.dtype.type(1.0 - p)
-    return input * Tensor._make(keep)
+    with op_scope("dropout", p=p):
+        return input * Tensor._constant(keep)
 
 
 def flatten(input: Tensor, start_dim=0, end_dim=-1) -> Tensor:
@@ -373,6 +379,11 @@ def _target_array(target) -> np.ndarray:
 
 def nll_loss(input: Tensor, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
     """Negative log-likelihood of class indices: input (N, C) log-probabilities, target (N,) ints."""
+    with op_scope("nll_loss", reduction=reduction):
+        return _nll_loss(input, target, weight, ignore_index, reduction)
+
+
+def _nll_loss(input, target, weight, ignore_index, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"nll_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     t = _target_array(target)
@@ -385,7 +396,7 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index=-100, reduction="m
     safe = np.where(valid, t, 0)
     w = np.ones(c, dtype=logp.dtype) if weight is None else _target_array(weight).astype(logp.dtype)
     wt = np.where(valid, w[safe], 0).astype(logp.dtype)
-    picked = logp[np.arange(n), safe] * Tensor._make(wt)
+    picked = logp[np.arange(n), safe] * Tensor._constant(wt)
     return _reduce(-picked, reduction, wt.sum(), input, target)
 
 
@@ -417,6 +428,11 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index=-100, reducti
     lecture's SoftmaxWithLoss, one-hot / probability rows of the input's shape.
     Uses log_softmax, so it is finite for logits of +-1000.
     """
+    with op_scope("cross_entropy", reduction=reduction, label_smoothing=label_smoothing):
+        return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
@@ -439,7 +455,7 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index=-100, reducti
         lp, tt = _class_last(logp, t)
         lp, tt = lp.reshape(-1, c), tt.reshape(-1, c)
         wt = tt if w is None else tt * w
-        loss = -(lp * Tensor._make(wt)).sum(dim=1)
+        loss = -(lp * Tensor._constant(wt)).sum(dim=1)
         return _reduce(loss, reduction, lp.shape[0], input, t)
     nll = nll_loss(logp, t, weight=w, ignore_index=ignore_index, reduction=reduction)
     if not label_smoothing:
@@ -449,7 +465,7 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index=-100, reducti
     lp, tt = lp.reshape(-1, c), tt.reshape(-1)
     valid = (tt != ignore_index).astype(input.dtype)
     wc = np.ones(c, dtype=input.dtype) if w is None else w
-    smooth = -(lp * Tensor._make(wc)).sum(dim=1) * Tensor._make(valid) / c
+    smooth = -(lp * Tensor._constant(wc)).sum(dim=1) * Tensor._constant(valid) / c
     if reduction == "mean":
         denom = (wc[np.where(tt != ignore_index, tt, 0)] * valid).sum()
         smooth = smooth.sum() / float(denom)

@@ -19,10 +19,10 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return x
     if isinstance(x, (bool, int, float)) and like is not None:
         if np.issubdtype(like.dtype, np.floating):
-            return Tensor._make(np.asarray(x, dtype=like.dtype))
+            return Tensor._constant(np.asarray(x, dtype=like.dtype))
         if isinstance(x, float):
-            return Tensor._make(np.asarray(x, dtype=np.float32))
-        return Tensor._make(np.asarray(x, dtype=like.dtype if not isinstance(x, bool) else bool))
+            return Tensor._constant(np.asarray(x, dtype=np.float32))
+        return Tensor._constant(np.asarray(x, dtype=like.dtype if not isinstance(x, bool) else bool))
     if isinstance(x, (np.ndarray, np.generic)):
         return Tensor._make(np.asarray(x))
     return Tensor(x)
@@ -138,6 +138,8 @@ class Neg(Function):
 class MatMul(Function):
     """`a @ b` with numpy's rules: 2-D, batched (broadcast batch dims) and 1-D vectors."""
 
+    OP_NAME = "matmul"
+
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
@@ -219,7 +221,7 @@ class Relu(Function):
         return np.where(self.mask, a, a.dtype.type(0))
 
     def backward(self, g):
-        return g * Tensor._make(self.mask.astype(g.dtype))
+        return g * Tensor._constant(self.mask.astype(g.dtype))
 
 
 class Abs(Function):
@@ -227,7 +229,7 @@ class Abs(Function):
         return np.abs(a)
 
     def backward(self, g):
-        return g * Tensor._make(np.sign(self.inputs[0].data))
+        return g * Tensor._constant(np.sign(self.inputs[0].data))
 
 
 class Cast(Function):
@@ -247,7 +249,7 @@ class Where(Function):
 
     def backward(self, g):
         a, b = self.inputs
-        m = Tensor._make(self.attrs["cond"].astype(g.dtype))
+        m = Tensor._constant(self.attrs["cond"].astype(g.dtype))
         ga = unbroadcast(g * m, a.shape) if self.needs_input_grad[0] else None
         gb = unbroadcast(g * (1.0 - m), b.shape) if self.needs_input_grad[1] else None
         return ga, gb
@@ -280,7 +282,7 @@ class Amax(Function):
 
     def backward(self, g):
         a = self.inputs[0]
-        return g.reshape(_keepdim_shape(a.shape, self.dims)) * Tensor._make(self.share)
+        return g.reshape(_keepdim_shape(a.shape, self.dims)) * Tensor._constant(self.share)
 
 
 # ----------------------------------------------------------------------------- shapes

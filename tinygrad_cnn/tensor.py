@@ -6,7 +6,9 @@ Every differentiable op is a `Function` subclass (see `ops.py` and `functional.p
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 import weakref
 
 import numpy as np
@@ -15,6 +17,24 @@ import numpy as np
 
 _grad_enabled = True
 _module_stack: list = []  # nn.Modules whose forward is running (for graph drawing)
+_op_stack: list = []  # composite ops (conv2d, cross_entropy, ...) that are running
+
+
+class OpScope:
+    """A call of a composite op (say conv2d): the Functions it records are drawn as one op."""
+
+    def __init__(self, name: str, attrs: dict):
+        self.name, self.attrs = name, attrs
+
+
+@contextlib.contextmanager
+def op_scope(name: str, **attrs):
+    """Mark the Functions recorded inside as parts of one call of the composite op `name`."""
+    _op_stack.append(OpScope(name, attrs))
+    try:
+        yield
+    finally:
+        _op_stack.pop()
 
 
 def is_grad_enabled() -> bool:
@@ -70,7 +90,7 @@ class Function:
     `self.inputs` are the input Tensors and `self.output` the output Tensor.
     """
 
-    _keep = ("inputs", "needs_input_grad", "attrs", "modules", "freed", "_out")
+    _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "freed", "_out")
 
     @classmethod
     def apply(cls, *inputs, **attrs) -> "Tensor":
@@ -84,8 +104,11 @@ class Function:
         if record:
             fn.inputs, fn.attrs, fn.freed = inputs, attrs, False
             fn.modules = tuple(_module_stack)
+            fn.scope = _op_stack[0] if _op_stack else None
             fn._out = weakref.ref(out)
             out._ctx = fn
+        elif _op_stack:  # an unrecorded step inside a composite op: remember its sources for drawing
+            out._sources = [t for t in inputs if t is not None]
         return out
 
     @property
@@ -95,6 +118,11 @@ class Function:
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def op_name(self) -> str:
+        """The op's functional name: MaxPool2d -> max_pool2d."""
+        return getattr(type(self), "OP_NAME", None) or re.sub(r"(?<=[a-z])(?=[A-Z])", "_", self.name).lower()
 
     def free(self):
         """Drop what forward saved for backward (called after backward unless retain_graph)."""
@@ -155,6 +183,13 @@ class Tensor:
         t = cls.__new__(cls)
         t.data, t.grad, t._ctx, t._retains_grad, t.name = data, None, None, False, None
         t.requires_grad = requires_grad
+        return t
+
+    @classmethod
+    def _constant(cls, data: np.ndarray) -> "Tensor":
+        """A tensor that an op makes for its own arithmetic (a mask, a count, a scalar): drawn inside the op."""
+        t = cls._make(data)
+        t._is_constant = True
         return t
 
     # --- properties

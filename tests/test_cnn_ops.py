@@ -167,9 +167,12 @@ def test_im2col_and_col2im_match_the_lecture_layout(rng, stride, pad):
 
 def test_unfold_fold_are_differentiable(rng):
     x = rng.standard_normal((1, 2, 4, 4))
+    assert F.unfold(Tensor(x), 3, padding=1, stride=2).shape == (1, 18, 4)
     assert gradgradcheck(lambda t: F.unfold(t, 3, padding=1, stride=2) ** 2, leaf(x))
-    cols = rng.standard_normal((4, 18))
-    assert gradgradcheck(lambda t: F.fold(t, (1, 2, 4, 4), 3, padding=1, stride=2) ** 2, leaf(cols))
+    cols = rng.standard_normal((1, 18, 4))
+    assert gradgradcheck(lambda t: F.fold(t, (4, 4), 3, padding=1, stride=2) ** 2, leaf(cols))
+    with pytest.raises(ValueError, match="blocks"):
+        F.fold(Tensor(cols), (5, 5), 3, padding=1, stride=2)
 
 
 @given(a=arrays((3, 5), -5, 5))

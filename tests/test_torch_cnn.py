@@ -114,3 +114,12 @@ def test_conv_second_derivative(rng):
     (gx * gx).sum().backward()
     (tgx * tgx).sum().backward()
     np.testing.assert_allclose(W.grad.data, tW.grad.numpy(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3), dict(kernel_size=(2, 3), stride=2, padding=1, dilation=(1, 2))],
+                         ids=str)
+def test_unfold_and_fold(kw, rng):
+    x = rng.standard_normal((2, 3, 7, 6))
+    _compare(lambda x: F.unfold(x, **kw), lambda x: torch.nn.functional.unfold(x, **kw), [x], rng)
+    cols = torch.nn.functional.unfold(torch.tensor(x), **kw).numpy()
+    _compare(lambda c: F.fold(c, (7, 6), **kw), lambda c: torch.nn.functional.fold(c, (7, 6), **kw), [cols], rng)

@@ -67,7 +67,7 @@ def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False, p
 
 
 class Unfold(Function):
-    """im2col: (N, C, H, W) -> (N*OH*OW, C*KH*KW). Its backward is `Fold` (col2im)."""
+    """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW). Its backward is `Fold` (col2im)."""
 
     def forward(self, x, geom):
         return kernels.unfold(x, *geom)
@@ -77,7 +77,7 @@ class Unfold(Function):
 
 
 class Fold(Function):
-    """col2im: (N*OH*OW, C*KH*KW) -> (N, C, H, W), adding overlaps. Its backward is `Unfold`."""
+    """col2im: (N, C*KH*KW, OH*OW) -> (N, C, H, W), adding overlaps. Its backward is `Unfold`."""
 
     def forward(self, cols, shape, geom):
         return kernels.fold(cols, shape, *geom)
@@ -87,24 +87,31 @@ class Fold(Function):
 
 
 def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
-    """Differentiable im2col: (N, C, H, W) -> (N*OH*OW, C*KH*KW).
+    """Differentiable im2col, as `torch.nn.functional.unfold`: (N, C, H, W) -> (N, C*KH*KW, OH*OW).
 
-    Rows are ordered (n, oh, ow) and columns (c, kh, kw), as in the lecture's im2col
-    (PyTorch's `F.unfold` gives the transpose, batched).
+    Row (c, kh, kw) holds what kernel offset (kh, kw) of channel c meets at each output position.
     """
     _check_4d("unfold", input)
-    kernel, stride, padding, dilation, out_hw = _geometry("unfold", input.shape, kernel_size, stride, padding, dilation)
-    return Unfold.apply(input, geom=(kernel, stride, padding, dilation, out_hw))
+    geom = _geometry("unfold", input.shape, kernel_size, stride, padding, dilation)
+    return Unfold.apply(input, geom=geom)
 
 
-def fold(cols: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
-    """Differentiable col2im, the adjoint of `unfold`: output_size is the image shape (N, C, H, W)."""
-    shape = tuple(int(s) for s in output_size)
-    kernel, stride, padding, dilation, out_hw = _geometry("fold", shape, kernel_size, stride, padding, dilation)
-    expect = (shape[0] * out_hw[0] * out_hw[1], shape[1] * kernel[0] * kernel[1])
-    if cols.shape != expect:
-        raise ValueError(f"fold: columns of shape {cols.shape} do not fit image {shape}; expected {expect}")
-    return Fold.apply(cols, shape=shape, geom=(kernel, stride, padding, dilation, out_hw))
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Differentiable col2im, as `torch.nn.functional.fold`: (N, C*KH*KW, L) -> (N, C, H, W),
+    with output_size = (H, W); the adjoint of `unfold`, so overlapping windows add up."""
+    if input.ndim != 3:
+        raise ValueError(f"fold: input must be 3-D (N, C*KH*KW, L), got shape {input.shape}")
+    kh, kw = kernels.pair(kernel_size, "kernel_size")
+    n, ck, length = input.shape
+    if ck % (kh * kw):
+        raise ValueError(f"fold: input dim 1 ({ck}) is not divisible by the kernel size {kh}x{kw}")
+    h, w = kernels.pair(output_size, "output_size")
+    shape = (n, ck // (kh * kw), h, w)
+    geom = _geometry("fold", shape, (kh, kw), stride, padding, dilation)
+    if geom[-1][0] * geom[-1][1] != length:
+        raise ValueError(f"fold: input has {length} blocks, but output_size {(h, w)} with kernel {(kh, kw)} "
+                         f"gives {geom[-1][0]} x {geom[-1][1]}")
+    return Fold.apply(input, shape=shape, geom=geom)
 
 
 def im2col(input_data, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
@@ -115,8 +122,8 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
     x = np.asarray(input_data.data if isinstance(input_data, Tensor) else input_data)
     if x.ndim != 4:
         raise ValueError(f"im2col: input_data must be 4-D (N, C, H, W), got shape {x.shape}")
-    geom = _geometry("im2col", x.shape, (filter_h, filter_w), stride, pad, 1)
-    return kernels.unfold(x, *geom)
+    kernel, stride, padding, _, out_hw = _geometry("im2col", x.shape, (filter_h, filter_w), stride, pad, 1)
+    return kernels.im2col(x, kernel, stride, padding, out_hw)
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
@@ -125,12 +132,11 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 4:
         raise ValueError(f"col2im: input_shape must be (N, C, H, W), got {input_shape}")
-    geom = _geometry("col2im", shape, (filter_h, filter_w), stride, pad, 1)
-    oh, ow = geom[-1]
-    expect = (shape[0] * oh * ow, shape[1] * filter_h * filter_w)
+    kernel, stride, padding, _, out_hw = _geometry("col2im", shape, (filter_h, filter_w), stride, pad, 1)
+    expect = (shape[0] * out_hw[0] * out_hw[1], shape[1] * filter_h * filter_w)
     if col.shape != expect:
         raise ValueError(f"col2im: col has shape {col.shape}, expected {expect} for input_shape {shape}")
-    return kernels.fold(col, shape, *geom)
+    return kernels.col2im(col, shape, kernel, stride, padding, out_hw)
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -142,9 +148,10 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
     input (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) -> (N, OC, OH, OW).
     Computed as im2col (`unfold`) and one matrix product per group. Its gradient is
-    theirs: the weight gradient is the columns' transpose times the output gradient,
-    the input gradient is the output gradient times the weight, folded back by col2im.
-    When the input does not require grad, no input gradient is computed.
+    theirs (see MatMul and Unfold): the weight gradient is the output gradient times the
+    columns' transpose, the input gradient is the weight's transpose times the output
+    gradient, folded back by col2im. When the input does not require grad, no column
+    gradient and no col2im run.
     """
     _check_4d("conv2d", input)
     if weight.ndim != 4:
@@ -161,13 +168,13 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     geom = _geometry("conv2d", input.shape, (kh, kw), stride, padding, dilation)
     oh, ow = geom[-1]
     with op_scope("conv2d", stride=geom[1], padding=geom[2], dilation=geom[3], groups=groups):
-        cols = Unfold.apply(input, geom=geom)  # (N*OH*OW, C*KH*KW)
+        cols = Unfold.apply(input, geom=geom)  # (N, C*KH*KW, OH*OW)
         if groups == 1:
-            out = cols @ weight.reshape(oc, -1).T  # (N*OH*OW, OC)
+            out = weight.reshape(oc, -1) @ cols  # (OC, C*KH*KW) @ (N, C*KH*KW, L) -> (N, OC, L)
         else:
-            cols = cols.reshape(n * oh * ow, groups, cg * kh * kw).permute(1, 0, 2)
-            out = (cols @ weight.reshape(groups, oc // groups, -1).mT).permute(1, 0, 2)
-        out = out.reshape(n, oh, ow, oc).permute(0, 3, 1, 2)
+            cols = cols.reshape(n, groups, cg * kh * kw, oh * ow)
+            out = weight.reshape(groups, oc // groups, -1) @ cols  # -> (N, G, OC/G, L)
+        out = out.reshape(n, oc, oh, ow)
         return out if bias is None else out + bias.reshape(1, oc, 1, 1)
 
 

@@ -64,22 +64,39 @@ def offset_slices(kernel, stride, dilation, out_hw):
 
 
 def unfold(x, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
-    """im2col: (N, C, H, W) -> (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow), columns (c, kh, kw)."""
+    """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW), PyTorch's unfold layout.
+
+    Row (c, kh, kw) of sample n holds the input values that kernel offset (kh, kw) of
+    channel c meets at every output position, in (oh, ow) order.
+    """
     n, c = x.shape[:2]
     win = windows(pad4(x, padding), kernel, stride, dilation, out_hw)
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * out_hw[0] * out_hw[1], c * kernel[0] * kernel[1])
+    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kernel[0] * kernel[1], out_hw[0] * out_hw[1])
 
 
 def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
-    """col2im, the adjoint of `unfold`: overlapping windows add up. Loops over kernel offsets only."""
+    """col2im, the adjoint of `unfold`: (N, C*KH*KW, OH*OW) -> (N, C, H, W), overlapping
+    windows adding up. Loops over kernel offsets only, with slice +=."""
     n, c, h, w = input_shape
     (t, b), (l, r) = padding
-    oh, ow = out_hw
-    g = cols.reshape(n, oh, ow, c, kernel[0], kernel[1])
+    g = cols.reshape(n, c, kernel[0], kernel[1], out_hw[0], out_hw[1])
     out = np.zeros((n, c, h + t + b, w + l + r), dtype=cols.dtype)
     for i, j, rows, cols_ in offset_slices(kernel, stride, dilation, out_hw):
-        out[:, :, rows, cols_] += g[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+        out[:, :, rows, cols_] += g[:, :, i, j]
     return out[:, :, t:t + h, l:l + w]
+
+
+def im2col(x, kernel, stride, padding, out_hw) -> np.ndarray:
+    """The lecture's layout: (N*OH*OW, C*KH*KW), rows (n, oh, ow), columns (c, kh, kw)."""
+    cols = unfold(x, kernel, stride, padding, (1, 1), out_hw)
+    return cols.transpose(0, 2, 1).reshape(-1, cols.shape[1])
+
+
+def col2im(col, input_shape, kernel, stride, padding, out_hw) -> np.ndarray:
+    """The adjoint of `im2col`: (N*OH*OW, C*KH*KW) -> (N, C, H, W)."""
+    n = input_shape[0]
+    cols = col.reshape(n, -1, col.shape[1]).transpose(0, 2, 1)
+    return fold(cols, input_shape, kernel, stride, padding, (1, 1), out_hw)
 
 
 # ----------------------------------------------------------------------------- pooling

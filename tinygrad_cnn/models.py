@@ -71,7 +71,8 @@ class SimpleConvNet(Module):
 
     def forward(self, x) -> Tensor:
         """(N, C, H, W) -> logits (N, output_size)."""
-        x = x if isinstance(x, Tensor) else Tensor(x)
+        dtype = self.W1.dtype  # images in the parameters' dtype: float64 input does not make a float64 network
+        x = x.to(dtype) if isinstance(x, Tensor) else Tensor._make(np.asarray(x, dtype))
         if x.ndim == 2:  # flattened images, as load_mnist(flatten=True) gives
             x = x.reshape(-1, *self.input_dim)
         h = F.conv2d(x, self.W1, self.b1, stride=self.stride, padding=self.pad).relu()

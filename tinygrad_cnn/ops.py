@@ -217,11 +217,10 @@ class Sigmoid(Function):
 
 class Relu(Function):
     def forward(self, a):
-        self.mask = a > 0
-        return np.where(self.mask, a, a.dtype.type(0))
+        return np.maximum(a, a.dtype.type(0))
 
     def backward(self, g):
-        return g * Tensor._constant(self.mask.astype(g.dtype))
+        return g * Tensor._constant(self.output.data > 0)  # float * bool keeps g's dtype
 
 
 class Abs(Function):

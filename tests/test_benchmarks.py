@@ -1,0 +1,24 @@
+"""The benchmark scripts run for a few steps (so they cannot rot). No timing is asserted."""
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_conv_pool  # noqa: E402
+import bench_train_step  # noqa: E402
+
+
+def test_train_step_benchmark_runs(tmp_path):
+    out = tmp_path / "r.json"
+    result = bench_train_step.main(["--repeats", "2", "--batch", "8", "--memory-steps", "3", "--json", str(out)])
+    assert {"ours step", "ours inference", "lecture step", "lecture inference"} <= set(result["ms"])
+    assert "step lecture/ours (speed-up)" in result["ratios"]
+    assert result["memory"]["peak_step_mb"] > 0
+    assert json.loads(out.read_text())["batch"] == 8
+
+
+def test_conv_pool_benchmark_runs():
+    result = bench_conv_pool.main(["--repeats", "2", "--batch", "4"])
+    assert {"conv2d ours/lecture", "max_pool2d ours/lecture"} <= set(result["ratios"])

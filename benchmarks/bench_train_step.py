@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lecture_baseline as lec  # noqa: E402
 from common import interleaved, torch_or_none, write_json  # noqa: E402
-from tinygrad_cnn import manual_seed, no_grad, optim  # noqa: E402
+from tinygrad_cnn import Tensor, manual_seed, no_grad, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
 
 
@@ -78,8 +78,14 @@ def torch_case(torch, x, t):
     return step, infer
 
 
+def _live_tensors() -> int:
+    gc.collect()
+    return sum(isinstance(o, Tensor) for o in gc.get_objects())
+
+
 def memory(step, steps: int) -> dict:
-    """Peak bytes allocated during one step, and bytes held after a few steps and after `steps` steps."""
+    """Peak bytes allocated during one step (tracemalloc sees numpy's arrays), and what is
+    held, in bytes and live Tensors, after 5 steps and after `steps` more."""
     gc.collect()
     tracemalloc.start()
     step()
@@ -89,13 +95,14 @@ def memory(step, steps: int) -> dict:
     peak = tracemalloc.get_traced_memory()[1] - base
     for _ in range(3):
         step()
-    early = tracemalloc.get_traced_memory()[0]
+    early, early_tensors = tracemalloc.get_traced_memory()[0], _live_tensors()
     for _ in range(steps):
         step()
-    late = tracemalloc.get_traced_memory()[0]
+    late, late_tensors = tracemalloc.get_traced_memory()[0], _live_tensors()
     tracemalloc.stop()
     return {"peak_step_mb": peak / 2**20, "held_after_5_mb": early / 2**20,
-            f"held_after_{steps + 5}_mb": late / 2**20, "growth_mb": (late - early) / 2**20}
+            f"held_after_{steps + 5}_mb": late / 2**20, "growth_mb": (late - early) / 2**20,
+            "live_tensors_after_5": early_tensors, f"live_tensors_after_{steps + 5}": late_tensors}
 
 
 def main(argv=None) -> dict:
@@ -131,7 +138,7 @@ def main(argv=None) -> dict:
     for name, v in ratios.items():
         print(f"{name:32s} {v:6.2f}x")
     for name, v in result["memory"].items():
-        print(f"memory {name:24s} {v:8.2f} MB")
+        print(f"memory {name:28s} {v:8.2f}" + (" MB" if name.endswith("mb") else ""))
     if args.json:
         write_json(args.json, result)
     return result

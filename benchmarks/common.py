@@ -6,17 +6,25 @@ import tempfile
 import time
 
 
-def interleaved(cases: dict, repeats: int, warmup: int = 2) -> dict:
-    """Run each case `warmup` times, then all cases in turn `repeats` times; median ms per case."""
+def interleaved(cases: dict, repeats: int, warmup: int = 2, block: int = 10, settle: float = 0.3) -> dict:
+    """Median ms per call of each case.
+
+    After `warmup` calls each, the cases take turns in blocks of `block` calls until each
+    has had `repeats`: turns keep the comparison fair over time. Before each block the
+    process sleeps `settle` seconds, so that the previous library's worker threads
+    (OpenBLAS spins for up to ~0.1 s after a call) are idle and do not tax the next one.
+    """
     for fn in cases.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in cases}
-    for _ in range(repeats):
+    for _ in range(max(1, -(-repeats // block))):
         for name, fn in cases.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t) * 1000)
+            time.sleep(settle)
+            for _ in range(block):
+                t = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t) * 1000)
     return {name: statistics.median(v) for name, v in times.items()}
 
 

@@ -1,4 +1,5 @@
 """tinygrad_cnn: a small numpy deep-learning framework with reverse-mode autograd."""
+from . import _malloc
 from .tensor import Tensor, Function, backward, enable_grad, grad, is_grad_enabled, no_grad
 from .ops import cat, pad, stack, where
 from .gradcheck import gradcheck, gradgradcheck
@@ -6,6 +7,7 @@ from .rng import manual_seed
 from .functional import col2im, im2col
 from . import functional
 
+_malloc.tune()
 __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled",

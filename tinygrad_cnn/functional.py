@@ -67,12 +67,15 @@ def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False, p
 
 
 class Unfold(Function):
-    """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW). Its backward is `Fold` (col2im)."""
+    """im2col: (N, C, H, W) -> (N, C*KH*KW [+1], OH*OW) (+1: a row of ones, for a bias).
+    Its backward is `Fold` (col2im)."""
 
-    def forward(self, x, geom):
-        return kernels.unfold(x, *geom)
+    def forward(self, x, geom, ones_row=False):
+        return kernels.unfold(x, *geom, ones_row=ones_row)
 
     def backward(self, g):
+        if self.attrs.get("ones_row"):
+            g = g[:, :-1]
         return Fold.apply(g, shape=self.inputs[0].shape, geom=self.attrs["geom"])
 
 
@@ -168,13 +171,16 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     geom = _geometry("conv2d", input.shape, (kh, kw), stride, padding, dilation)
     oh, ow = geom[-1]
     with op_scope("conv2d", stride=geom[1], padding=geom[2], dilation=geom[3], groups=groups):
-        cols = Unfold.apply(input, geom=geom)  # (N, C*KH*KW, OH*OW)
         if groups == 1:
-            out = weight.reshape(oc, -1) @ cols  # (OC, C*KH*KW) @ (N, C*KH*KW, L) -> (N, OC, L)
-        else:
-            cols = cols.reshape(n, groups, cg * kh * kw, oh * ow)
-            out = weight.reshape(groups, oc // groups, -1) @ cols  # -> (N, G, OC/G, L)
-        out = out.reshape(n, oc, oh, ow)
+            # (OC, C*KH*KW [+1]) @ (N, C*KH*KW [+1], L) -> (N, OC, L); the bias rides along
+            # as the weight's last column times a row of ones in the columns
+            w = weight.reshape(oc, -1)
+            if bias is not None:
+                w = cat([w, bias.reshape(oc, 1)], dim=1)
+            cols = Unfold.apply(input, geom=geom, ones_row=bias is not None)
+            return (w @ cols).reshape(n, oc, oh, ow)
+        cols = Unfold.apply(input, geom=geom).reshape(n, groups, cg * kh * kw, oh * ow)
+        out = (weight.reshape(groups, oc // groups, -1) @ cols).reshape(n, oc, oh, ow)  # (N, G, OC/G, L)
         return out if bias is None else out + bias.reshape(1, oc, 1, 1)
 
 
@@ -185,7 +191,7 @@ class MaxPool2d(Function):
     """Max over windows; the gradient goes to each window's first maximum (`PoolScatter`)."""
 
     def forward(self, x, geom):
-        out, self.arg = kernels.max_pool(x, *geom)
+        out, self.arg = kernels.max_pool(x, *geom, with_arg=self.needs_input_grad[0])
         return out
 
     def backward(self, g):

@@ -63,15 +63,23 @@ def offset_slices(kernel, stride, dilation, out_hw):
                    slice(c0, c0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
 
 
-def unfold(x, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False) -> np.ndarray:
     """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW), PyTorch's unfold layout.
 
     Row (c, kh, kw) of sample n holds the input values that kernel offset (kh, kw) of
-    channel c meets at every output position, in (oh, ow) order.
+    channel c meets at every output position, in (oh, ow) order. With `ones_row`, one
+    more row of ones follows (N, C*KH*KW + 1, OH*OW): a bias column of the weight
+    matrix then adds the bias in the same matrix product.
     """
     n, c = x.shape[:2]
-    win = windows(pad4(x, padding), kernel, stride, dilation, out_hw)
-    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kernel[0] * kernel[1], out_hw[0] * out_hw[1])
+    ck, length = c * kernel[0] * kernel[1], out_hw[0] * out_hw[1]
+    win = windows(pad4(x, padding), kernel, stride, dilation, out_hw).transpose(0, 1, 4, 5, 2, 3)
+    if not ones_row:
+        return win.reshape(n, ck, length)
+    out = np.empty((n, ck + 1, length), dtype=x.dtype)
+    out[:, :ck].reshape(win.shape)[...] = win
+    out[:, ck] = 1
+    return out
 
 
 def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
@@ -106,12 +114,16 @@ def _windows_disjoint(kernel, stride, dilation) -> bool:
     return all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
 
 
-def max_pool(x, kernel, stride, padding, dilation, out_hw):
+def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
     """Max over each window, padding with -inf. Returns (out, arg): arg is the kernel offset
-    (i*KW + j) of each window's first maximum."""
+    (i*KW + j) of each window's first maximum (None unless `with_arg`)."""
     xp = pad4(x, padding, -np.inf)
     slices = [xp[:, :, rows, cols] for _, _, rows, cols in offset_slices(kernel, stride, dilation, out_hw)]
     out = slices[0].copy()
+    if not with_arg:
+        for v in slices[1:]:
+            np.maximum(out, v, out=out)
+        return out, None
     arg = np.zeros(out.shape, dtype=np.uint8 if len(slices) < 256 else np.int32)
     better = np.empty(out.shape, dtype=bool)
     for o, v in enumerate(slices[1:], 1):

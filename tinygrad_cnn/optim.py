@@ -209,12 +209,13 @@ class Adam(Optimizer):
             vmax = self._buffer(state, "max_exp_avg_sq", p)
             np.maximum(vmax, v, out=vmax)
             v = vmax
-        # denom = sqrt(v) / sqrt(1 - b2^t) + eps; p -= lr / (1 - b1^t) * m / denom
+        # p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), computed as
+        # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps * sqrt(1 - b2^t))
+        c2 = math.sqrt(1 - b2 ** t)
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / math.sqrt(1 - b2 ** t)
-        tmp += eps
+        tmp += eps * c2
         np.divide(m, tmp, out=tmp)
-        tmp *= lr / (1 - b1 ** t)
+        tmp *= lr * c2 / (1 - b1 ** t)
         p -= tmp
 
 

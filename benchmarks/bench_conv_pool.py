@@ -14,8 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lecture_baseline as lec  # noqa: E402
-import tinygrad_cnn.functional as F  # noqa: E402
 from common import interleaved, torch_or_none, write_json  # noqa: E402
+
+import tinygrad_cnn.functional as F  # noqa: E402
 from tinygrad_cnn import Tensor  # noqa: E402
 
 

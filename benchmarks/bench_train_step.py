@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lecture_baseline as lec  # noqa: E402
 from common import interleaved, torch_or_none, write_json  # noqa: E402
+
 from tinygrad_cnn import Tensor, manual_seed, no_grad, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
 
@@ -80,7 +81,7 @@ def torch_case(torch, x, t):
 
 def _live_tensors() -> int:
     gc.collect()
-    return sum(isinstance(o, Tensor) for o in gc.get_objects())
+    return sum(issubclass(type(o), Tensor) for o in gc.get_objects())
 
 
 def memory(step, steps: int) -> dict:

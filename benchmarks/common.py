@@ -2,8 +2,9 @@
 import json
 import os
 import statistics
-import tempfile
 import time
+
+from tinygrad_cnn._io import atomic_write
 
 
 def interleaved(cases: dict, repeats: int, warmup: int = 2, block: int = 10, settle: float = 0.3) -> dict:
@@ -38,9 +39,5 @@ def torch_or_none():
 
 
 def write_json(path: str, data: dict) -> None:
-    """Write `data` to `path` atomically (a temp file, then rename)."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    """Write `data` to `path` atomically."""
+    atomic_write(path, json.dumps(data, indent=2).encode())

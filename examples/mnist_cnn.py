@@ -10,15 +10,16 @@ Writes metrics.json, learning_curve.png, params.npz and the computation graph
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinygrad_cnn import manual_seed  # noqa: E402
+from tinygrad_cnn._io import atomic_write  # noqa: E402
 from tinygrad_cnn.data import DatasetNotFoundError, load_fashion_mnist, load_mnist  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
 from tinygrad_cnn.trainer import Trainer  # noqa: E402
@@ -55,13 +56,6 @@ def load_data(dataset: str, data_dir):
     return "fashion-mnist", load_fashion_mnist(flatten=False, root=data_dir, download=True)
 
 
-def write_json(path: str, data) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def plot_curves(path: str, trainer: Trainer, title: str) -> bool:
     try:
         import matplotlib
@@ -80,10 +74,10 @@ def plot_curves(path: str, trainer: Trainer, title: str) -> bool:
     ax2.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path + ".part.png"
-    fig.savefig(tmp, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
     return True
 
 
@@ -126,11 +120,12 @@ def main(argv=None) -> dict:
                    for i in range(len(trainer.test_acc_list))],
     }
     network.save_params(os.path.join(out, "params.npz"))
-    write_json(os.path.join(out, "metrics.json"), metrics)
+    atomic_write(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=2).encode())
     plot_curves(os.path.join(out, "learning_curve.png"), trainer, f"SimpleConvNet on {name}")
     graph = draw_graph(out, network, x_train, t_train)
     print(f"final test accuracy on {len(x_test)} {name} images: {final:.4f}", flush=True)
-    print(f"wrote {out}/metrics.json, learning_curve.png, params.npz" + (f", {os.path.basename(graph)}" if graph else ""))
+    extra = f", {os.path.basename(graph)}" if graph else ""
+    print(f"wrote {out}/metrics.json, learning_curve.png, params.npz{extra}")
     return metrics
 
 

@@ -1,14 +1,21 @@
 """CNN ops: forward against nested-loop references, gradients by gradcheck, errors."""
+import sys
+from pathlib import Path
+
+import naive
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-import naive
 import tinygrad_cnn as tc
-import tinygrad_cnn.functional as F
-from tinygrad_cnn import Tensor, gradcheck, gradgradcheck
-from helpers import arrays, away_from, leaf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import lecture_baseline  # noqa: E402  (the lecture's own loop-based im2col, as a reference)
+from helpers import arrays, away_from, leaf  # noqa: E402
+
+import tinygrad_cnn.functional as F  # noqa: E402
+from tinygrad_cnn import Tensor, gradcheck, gradgradcheck  # noqa: E402
 
 
 @st.composite
@@ -140,23 +147,11 @@ def test_lecture_im2col_example_shapes(rng):
     assert tc.im2col(rng.random((10, 3, 7, 7)), 5, 5, stride=1, pad=0).shape == (90, 75)
 
 
-def _lecture_im2col(input_data, filter_h, filter_w, stride=1, pad=0):
-    n, c, h, w = input_data.shape
-    out_h = (h + 2 * pad - filter_h) // stride + 1
-    out_w = (w + 2 * pad - filter_w) // stride + 1
-    img = np.pad(input_data, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
-    col = np.zeros((n, c, filter_h, filter_w, out_h, out_w))
-    for y in range(filter_h):
-        for x in range(filter_w):
-            col[:, :, y, x] = img[:, :, y:y + stride * out_h:stride, x:x + stride * out_w:stride]
-    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * out_h * out_w, -1)
-
-
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
 def test_im2col_and_col2im_match_the_lecture_layout(rng, stride, pad):
     x = rng.random((2, 3, 7, 6)).astype(np.float32)
     col = tc.im2col(x, 3, 2, stride=stride, pad=pad)
-    np.testing.assert_array_equal(col, _lecture_im2col(x, 3, 2, stride, pad))
+    np.testing.assert_array_equal(col, lecture_baseline.im2col(x, 3, 2, stride, pad))  # the slides' loop version
     assert col.dtype == np.float32
     # col2im is im2col's adjoint: <im2col(x), c> == <x, col2im(c)>
     c = rng.random(col.shape).astype(np.float32)

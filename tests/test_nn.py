@@ -3,9 +3,9 @@ import math
 
 import numpy as np
 import pytest
+from helpers import needs_torch, torch
 
 from tinygrad_cnn import Tensor, manual_seed, nn
-from helpers import needs_torch, torch
 
 
 class Net(nn.Module):

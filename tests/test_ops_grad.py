@@ -1,12 +1,12 @@
 """Every Tensor op's gradient against central differences (float64), over generated shapes."""
 import numpy as np
 import pytest
+from helpers import arrays, away_from, leaf, small_shapes
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tinygrad_cnn import Tensor, cat, gradcheck, gradgradcheck, pad, stack, where
-from helpers import arrays, away_from, leaf, small_shapes
 
 
 @st.composite

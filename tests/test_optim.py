@@ -1,10 +1,10 @@
 """Optimizers against torch.optim's update rules, state_dict and dtype."""
 import numpy as np
 import pytest
+from helpers import needs_torch, torch
 
 from tinygrad_cnn import Tensor, optim
 from tinygrad_cnn.trainer import make_optimizer
-from helpers import needs_torch, torch
 
 CONFIGS = [
     ("SGD", dict(lr=0.1)),

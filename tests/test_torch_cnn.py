@@ -1,10 +1,10 @@
 """CNN ops against PyTorch: values and gradients (skipped when torch is absent)."""
 import numpy as np
 import pytest
+from helpers import needs_torch, torch
 
 import tinygrad_cnn.functional as F
 from tinygrad_cnn import Tensor
-from helpers import needs_torch, torch
 
 pytestmark = needs_torch
 

@@ -1,9 +1,9 @@
 """Values and gradients of the Tensor ops against PyTorch (skipped when torch is absent)."""
 import numpy as np
 import pytest
+from helpers import needs_torch, torch
 
 from tinygrad_cnn import Tensor, cat, pad, stack
-from helpers import needs_torch, torch
 
 pytestmark = needs_torch
 

@@ -1,11 +1,10 @@
 """tinygrad_cnn: a small numpy deep-learning framework with reverse-mode autograd."""
-from . import _malloc
-from .tensor import Tensor, Function, backward, enable_grad, grad, is_grad_enabled, no_grad
-from .ops import cat, pad, stack, where
-from .gradcheck import gradcheck, gradgradcheck
-from .rng import manual_seed
+from . import _malloc, functional
 from .functional import col2im, im2col
-from . import functional
+from .gradcheck import gradcheck, gradgradcheck
+from .ops import cat, pad, stack, where
+from .rng import manual_seed
+from .tensor import Function, Tensor, backward, enable_grad, grad, is_grad_enabled, no_grad
 
 _malloc.tune()
 __version__ = "0.1.0"

@@ -265,15 +265,15 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=Fal
     """
     geom = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
     kernel, stride, pads, dilation, out_hw = geom
-    (t, b), (l, r) = pads
+    (t, b), (left, r) = pads
     # how many positions each window counts: the padded input (not the ceil_mode extra) or the input only
     h, w = input.shape[2:]
-    ph, pw = (t, l) if count_include_pad else (0, 0)
-    mask = np.zeros((1, 1, h + t + b, w + l + r), dtype=input.dtype)
-    mask[:, :, t - ph:t + h + ph, l - pw:l + w + pw] = 1
+    ph, pw = (t, left) if count_include_pad else (0, 0)
+    mask = np.zeros((1, 1, h + t + b, w + left + r), dtype=input.dtype)
+    mask[:, :, t - ph:t + h + ph, left - pw:left + w + pw] = 1
     count = kernels.window_sum(mask, kernel, stride, dilation, out_hw)
     with op_scope("avg_pool2d", kernel_size=kernel, stride=stride, padding=pads):
-        xp = pad(input, (l, r, t, b))
+        xp = pad(input, (left, r, t, b))
         total = None
         for _, _, rows, cols in kernels.offset_slices(kernel, stride, dilation, out_hw):
             v = xp[:, :, rows, cols]

@@ -34,11 +34,11 @@ def output_size(size: int, k: int, s: int, lo: int, hi: int, d: int = 1, ceil_mo
 
 def pad4(x: np.ndarray, padding, value=0.0) -> np.ndarray:
     """Pad H and W of an (N, C, H, W) array by ((top, bottom), (left, right))."""
-    (t, b), (l, r) = padding
-    if t == b == l == r == 0:
+    (t, b), (left, r) = padding
+    if t == b == left == r == 0:
         return x
-    out = np.full(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + l + r), value, dtype=x.dtype)
-    out[:, :, t:t + x.shape[2], l:l + x.shape[3]] = x
+    out = np.full(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + left + r), value, dtype=x.dtype)
+    out[:, :, t:t + x.shape[2], left:left + x.shape[3]] = x
     return out
 
 
@@ -86,12 +86,12 @@ def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.nda
     """col2im, the adjoint of `unfold`: (N, C*KH*KW, OH*OW) -> (N, C, H, W), overlapping
     windows adding up. Loops over kernel offsets only, with slice +=."""
     n, c, h, w = input_shape
-    (t, b), (l, r) = padding
+    (t, b), (left, r) = padding
     g = cols.reshape(n, c, kernel[0], kernel[1], out_hw[0], out_hw[1])
-    out = np.zeros((n, c, h + t + b, w + l + r), dtype=cols.dtype)
+    out = np.zeros((n, c, h + t + b, w + left + r), dtype=cols.dtype)
     for i, j, rows, cols_ in offset_slices(kernel, stride, dilation, out_hw):
         out[:, :, rows, cols_] += g[:, :, i, j]
-    return out[:, :, t:t + h, l:l + w]
+    return out[:, :, t:t + h, left:left + w]
 
 
 def im2col(x, kernel, stride, padding, out_hw) -> np.ndarray:
@@ -138,8 +138,8 @@ def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
     """Gradient of max_pool: each output's gradient goes to its window's maximum (adding up
     where windows overlap). g, arg: (N, C, OH, OW) -> (N, C, H, W)."""
     n, c, h, w = input_shape
-    (t, b), (l, r) = padding
-    shape = (n, c, h + t + b, w + l + r)
+    (t, b), (left, r) = padding
+    shape = (n, c, h + t + b, w + left + r)
     disjoint = _windows_disjoint(kernel, stride, dilation)
     covered = disjoint and stride == kernel and all(
         o * s == size for o, s, size in zip(arg.shape[2:], stride, shape[2:]))
@@ -151,7 +151,7 @@ def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
             np.multiply(g, hit, out=out[:, :, rows, cols])
         else:
             out[:, :, rows, cols] += g * hit
-    return out[:, :, t:t + h, l:l + w]
+    return out[:, :, t:t + h, left:left + w]
 
 
 def pool_gather(x, arg, kernel, stride, padding, dilation):

@@ -1,13 +1,13 @@
 """Models built from the functional ops. `SimpleConvNet` keeps the lecture's API."""
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 
 import numpy as np
 
 from . import functional as F
+from ._io import atomic_write
 from .nn.module import Module, Parameter
 from .rng import get_rng
 from .tensor import Tensor, no_grad
@@ -116,16 +116,9 @@ class SimpleConvNet(Module):
 
     def save_params(self, file_name="params.npz") -> None:
         """Write the parameters to an .npz file atomically (a temp file, then rename)."""
-        d = os.path.dirname(os.path.abspath(file_name))
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".npz.part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.state_dict())
-            os.replace(tmp, file_name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        buf = io.BytesIO()
+        np.savez(buf, **self.state_dict())
+        atomic_write(file_name, buf.getvalue())
 
     def load_params(self, file_name="params.npz") -> None:
         """Load parameters saved by `save_params` (names and shapes must match)."""

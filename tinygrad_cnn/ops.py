@@ -9,7 +9,6 @@ import numpy as np
 
 from .tensor import Function, Tensor
 
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -104,7 +103,7 @@ class Div(Function):
     def forward(self, a, b):
         _broadcast_shapes("div", a, b)
         out = a / b
-        if not np.issubdtype(out.dtype, np.floating) or (out.dtype == np.float64 and a.dtype.kind in "iub" and b.dtype.kind in "iub"):
+        if a.dtype.kind in "iub" and b.dtype.kind in "iub":
             out = out.astype(np.float32)  # int / int is float32, as in PyTorch
         return out
 
@@ -292,7 +291,8 @@ class Reshape(Function):
         try:
             return a.reshape(shape)
         except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into {shape}") from None
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+                             f"into {shape}") from None
 
     def backward(self, g):
         return g.reshape(self.inputs[0].shape)
@@ -366,7 +366,8 @@ class Cat(Function):
         d = _norm_dims(dim, ref.ndim, "cat")[0]
         for i, x in enumerate(arrays):
             if x.ndim != ref.ndim or x.shape[:d] + x.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
-                raise ValueError(f"cat: tensor {i} has shape {x.shape}, which does not match {ref.shape} outside dim {d}")
+                raise ValueError(f"cat: tensor {i} has shape {x.shape}, which does not match {ref.shape} "
+                                 f"outside dim {d}")
         self.dim = d
         return np.concatenate(arrays, axis=d)
 

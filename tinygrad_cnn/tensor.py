@@ -605,7 +605,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, t in enumerate(inputs):
         g = got[id(t)]
         if g is None and not allow_unused:
-            raise RuntimeError(f"input {i} (shape {t.shape}) was not used to compute the outputs; pass allow_unused=True")
+            raise RuntimeError(f"input {i} (shape {t.shape}) was not used to compute the outputs; "
+                               "pass allow_unused=True")
         result.append(g)
     return tuple(result)
 

@@ -10,12 +10,12 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from collections import defaultdict
 
 import graphviz
 import numpy as np
 
+from ._io import atomic_write
 from .tensor import Tensor
 
 STYLES = {
@@ -322,10 +322,7 @@ def save_graph(root: Tensor, path_stem: str, params=None, format="svg", **kwargs
         if format != "dot":
             print(f"notice: {MISSING_DOT}; writing {path_stem}.dot", file=sys.stderr)
         data, path = dot.source.encode(), f"{path_stem}.dot"
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, data)
     return path
 
 

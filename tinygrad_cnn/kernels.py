@@ -119,15 +119,17 @@ def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
     (i*KW + j) of each window's first maximum (None unless `with_arg`)."""
     xp = pad4(x, padding, -np.inf)
     slices = [xp[:, :, rows, cols] for _, _, rows, cols in offset_slices(kernel, stride, dilation, out_hw)]
-    out = slices[0].copy()
+    if len(slices) == 1:
+        return slices[0].copy(), (np.zeros(slices[0].shape, dtype=np.uint8) if with_arg else None)
+    out = np.maximum(slices[0], slices[1])
     if not with_arg:
-        for v in slices[1:]:
+        for v in slices[2:]:
             np.maximum(out, v, out=out)
         return out, None
-    arg = np.zeros(out.shape, dtype=np.uint8 if len(slices) < 256 else np.int32)
-    better = np.empty(out.shape, dtype=bool)
-    for o, v in enumerate(slices[1:], 1):
-        np.greater(v, out, out=better)  # strict: ties keep the earlier offset
+    better = np.greater(slices[1], slices[0])  # strict: ties keep the earlier offset
+    arg = better.astype(np.uint8 if len(slices) < 256 else np.int32)  # offset 1 where it beat offset 0
+    for o, v in enumerate(slices[2:], 2):
+        np.greater(v, out, out=better)
         np.maximum(out, v, out=out)
         # offsets only grow, so the last offset that improved is the largest such offset
         np.maximum(arg, np.multiply(better, arg.dtype.type(o)), out=arg)

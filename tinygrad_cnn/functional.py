@@ -246,7 +246,8 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
         out = MaxPool2d.apply(input, geom=geom)
     if not return_indices:
         return out
-    return out, Tensor._make(_flat_indices(input.shape, geom, kernels.max_pool(input.data, *geom)[1]))
+    arg = out._ctx.arg if out._ctx is not None else kernels.max_pool(input.data, *geom)[1]  # unrecorded: no arg kept
+    return out, Tensor._make(_flat_indices(input.shape, geom, arg))
 
 
 def _flat_indices(shape, geom, arg):
@@ -301,10 +302,13 @@ def sigmoid(input: Tensor) -> Tensor:
 
 
 def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent, elementwise; same shape."""
     return input.tanh()
 
 
 class LogSoftmax(Function):
+    """x - logsumexp(x) along a dim; backward g - softmax * sum(g)."""
+
     def forward(self, x, dim):
         z = x - x.max(axis=dim, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=dim, keepdims=True))
@@ -315,6 +319,8 @@ class LogSoftmax(Function):
 
 
 class Softmax(Function):
+    """exp(x) / sum(exp(x)) along a dim; backward y * (g - sum(g * y))."""
+
     def forward(self, x, dim):
         e = np.exp(x - x.max(axis=dim, keepdims=True))
         return e / e.sum(axis=dim, keepdims=True)
@@ -366,6 +372,7 @@ def dropout(input: Tensor, p=0.5, training=True) -> Tensor:
 
 
 def flatten(input: Tensor, start_dim=0, end_dim=-1) -> Tensor:
+    """input with dims start_dim..end_dim merged: (N, C, H, W), 1 -> (N, C*H*W)."""
     return input.flatten(start_dim, end_dim)
 
 

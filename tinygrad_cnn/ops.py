@@ -64,6 +64,8 @@ def _keepdim_shape(shape, dims):
 
 
 class Add(Function):
+    """a + b with broadcasting; each gradient is summed back to its input's shape."""
+
     def forward(self, a, b):
         _broadcast_shapes("add", a, b)
         return a + b
@@ -76,6 +78,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    """a - b with broadcasting."""
+
     def forward(self, a, b):
         _broadcast_shapes("sub", a, b)
         return a - b
@@ -88,6 +92,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """a * b with broadcasting."""
+
     def forward(self, a, b):
         _broadcast_shapes("mul", a, b)
         return a * b
@@ -100,6 +106,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    """a / b with broadcasting; int / int gives float32."""
+
     def forward(self, a, b):
         _broadcast_shapes("div", a, b)
         out = a / b
@@ -115,6 +123,8 @@ class Div(Function):
 
 
 class Pow(Function):
+    """a ** b with broadcasting; d/db uses log(a), so it needs a > 0 where b requires grad."""
+
     def forward(self, a, b):
         _broadcast_shapes("pow", a, b)
         return np.power(a, b)
@@ -127,6 +137,8 @@ class Pow(Function):
 
 
 class Neg(Function):
+    """-a."""
+
     def forward(self, a):
         return -a
 
@@ -171,6 +183,8 @@ class MatMul(Function):
 
 
 class Exp(Function):
+    """exp(a); backward reuses the output."""
+
     def forward(self, a):
         return np.exp(a)
 
@@ -179,6 +193,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """log(a)."""
+
     def forward(self, a):
         return np.log(a)
 
@@ -187,6 +203,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    """sqrt(a); backward reuses the output."""
+
     def forward(self, a):
         return np.sqrt(a)
 
@@ -195,6 +213,8 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
+    """tanh(a); backward reuses the output."""
+
     def forward(self, a):
         return np.tanh(a)
 
@@ -204,6 +224,8 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    """1 / (1 + exp(-a)), computed without overflow; backward reuses the output."""
+
     def forward(self, a):
         # exp of a non-positive number only: no overflow for large |a|
         e = np.exp(-np.abs(a))
@@ -215,6 +237,8 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
+    """max(a, 0); the gradient passes where the output is positive."""
+
     def forward(self, a):
         return np.maximum(a, a.dtype.type(0))
 
@@ -223,6 +247,8 @@ class Relu(Function):
 
 
 class Abs(Function):
+    """|a|; gradient sign(a) (0 at 0)."""
+
     def forward(self, a):
         return np.abs(a)
 
@@ -241,6 +267,8 @@ class Cast(Function):
 
 
 class Where(Function):
+    """cond ? a : b (cond an attribute, not differentiable)."""
+
     def forward(self, a, b, cond):
         _broadcast_shapes("where", a, b)
         return np.where(cond, a, b)
@@ -257,6 +285,8 @@ class Where(Function):
 
 
 class Sum(Function):
+    """Sum over dims; backward broadcasts the gradient back."""
+
     def forward(self, a, dim=None, keepdim=False):
         self.dims = _norm_dims(dim, a.ndim, "sum")
         return np.sum(a, axis=self.dims, keepdims=keepdim)
@@ -287,6 +317,8 @@ class Amax(Function):
 
 
 class Reshape(Function):
+    """A new shape for the same elements."""
+
     def forward(self, a, shape):
         try:
             return a.reshape(shape)
@@ -299,6 +331,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    """Dimensions reordered; backward applies the inverse permutation."""
+
     def forward(self, a, dims):
         if sorted(d % max(a.ndim, 1) for d in dims) != list(range(a.ndim)):
             raise ValueError(f"permute: dims {dims} are not a permutation of the {a.ndim} dimensions of {a.shape}")
@@ -310,6 +344,8 @@ class Permute(Function):
 
 
 class Expand(Function):
+    """Broadcast to a larger shape; backward sums back."""
+
     def forward(self, a, shape):
         try:
             return np.broadcast_to(a, shape)
@@ -333,6 +369,8 @@ def _is_basic(index) -> bool:
 
 
 class GetItem(Function):
+    """a[index] for ints, slices, None, Ellipsis, integer and boolean arrays."""
+
     def forward(self, a, index):
         try:
             return a[index]
@@ -359,6 +397,8 @@ class IndexAdd(Function):
 
 
 class Cat(Function):
+    """Concatenation along one dim; backward slices the gradient."""
+
     def forward(self, *arrays, dim=0):
         if not arrays:
             raise ValueError("cat: needs at least one tensor")

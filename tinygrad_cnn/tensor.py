@@ -113,10 +113,12 @@ class Function:
 
     @property
     def output(self) -> "Tensor":
+        """The output Tensor of this node (alive while the graph is)."""
         return self._out()
 
     @property
     def name(self) -> str:
+        """The op's class name, as repr shows it."""
         return type(self).__name__
 
     @property
@@ -195,10 +197,12 @@ class Tensor:
     # --- properties
     @property
     def shape(self) -> tuple:
+        """Tuple of dimension sizes."""
         return self.data.shape
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions."""
         return self.data.ndim
 
     @property
@@ -207,26 +211,32 @@ class Tensor:
         return self.data.size
 
     def numel(self) -> int:
+        """Number of elements."""
         return self.data.size
 
     @property
     def dtype(self):
+        """The numpy dtype of the data."""
         return self.data.dtype
 
     @property
     def is_leaf(self) -> bool:
+        """True for tensors not made by a recorded op (user data, parameters)."""
         return self._ctx is None
 
     @property
     def grad_fn(self):
+        """The Function that made this tensor, or None for a leaf."""
         return self._ctx
 
     @property
     def T(self) -> "Tensor":
+        """All dimensions reversed (the transpose of a matrix)."""
         return self.permute(*reversed(range(self.ndim)))
 
     @property
     def mT(self) -> "Tensor":
+        """The last two dimensions swapped: (..., m, n) -> (..., n, m)."""
         return self.transpose(-2, -1)
 
     def __len__(self):
@@ -247,14 +257,17 @@ class Tensor:
 
     # --- conversion
     def numpy(self) -> np.ndarray:
+        """The underlying ndarray (shared, not copied)."""
         return self.data
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.item()
 
     def tolist(self):
+        """The data as nested Python lists."""
         return self.data.tolist()
 
     def detach(self) -> "Tensor":
@@ -262,6 +275,7 @@ class Tensor:
         return Tensor._make(self.data)
 
     def requires_grad_(self, requires_grad=True) -> "Tensor":
+        """Set requires_grad in place (floating tensors only); returns self."""
         if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
@@ -325,21 +339,27 @@ class Tensor:
         return ops.MatMul.apply(ops.as_tensor(other), self)
 
     def matmul(self, other) -> "Tensor":
+        """Matrix product, as `@`: (..., n, k) @ (..., k, m) -> (..., n, m); 1-D operands as vectors."""
         return self @ other
 
     def add(self, other):
+        """self + other, broadcasting."""
         return self + other
 
     def sub(self, other):
+        """self - other, broadcasting."""
         return self - other
 
     def mul(self, other):
+        """self * other, broadcasting."""
         return self * other
 
     def div(self, other):
+        """self / other, broadcasting."""
         return self / other
 
     def pow(self, exponent):
+        """self ** exponent, broadcasting."""
         return self ** exponent
 
     # --- comparisons: not differentiable, give bool tensors
@@ -367,24 +387,31 @@ class Tensor:
 
     # --- elementwise
     def exp(self):
+        """e ** x, elementwise; same shape."""
         return ops.Exp.apply(self)
 
     def log(self):
+        """Natural logarithm, elementwise; same shape."""
         return ops.Log.apply(self)
 
     def sqrt(self):
+        """Square root, elementwise; same shape."""
         return ops.Sqrt.apply(self)
 
     def tanh(self):
+        """Hyperbolic tangent, elementwise; same shape."""
         return ops.Tanh.apply(self)
 
     def sigmoid(self):
+        """1 / (1 + exp(-x)), elementwise and finite for any x; same shape."""
         return ops.Sigmoid.apply(self)
 
     def relu(self):
+        """max(x, 0), elementwise (gradient 0 at 0); same shape."""
         return ops.Relu.apply(self)
 
     def abs(self):
+        """|x|, elementwise (gradient 0 at 0); same shape."""
         return ops.Abs.apply(self)
 
     def to(self, dtype) -> "Tensor":
@@ -393,24 +420,30 @@ class Tensor:
         return self if dtype == self.dtype else ops.Cast.apply(self, dtype=dtype)
 
     def float(self):
+        """This tensor as float32."""
         return self.to(np.float32)
 
     def double(self):
+        """This tensor as float64."""
         return self.to(np.float64)
 
     # --- reductions
     def sum(self, dim=None, keepdim=False):
+        """Sum over `dim` (an int, a tuple, or None for all); `keepdim` keeps them as size 1."""
         return ops.Sum.apply(self, dim=dim, keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False):
+        """Mean over `dim` (an int, a tuple, or None for all); `keepdim` keeps them as size 1."""
         dims = ops._norm_dims(dim, self.ndim, "mean")
         count = int(np.prod([self.shape[d] for d in dims])) if self.ndim else 1
         return self.sum(dim=dim, keepdim=keepdim) / count
 
     def amax(self, dim=None, keepdim=False):
+        """Largest value over `dim`; ties share the gradient equally."""
         return ops.Amax.apply(self, dim=dim, keepdim=keepdim)
 
     def amin(self, dim=None, keepdim=False):
+        """Smallest value over `dim`; ties share the gradient equally."""
         return -ops.Amax.apply(-self, dim=dim, keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False):
@@ -420,6 +453,7 @@ class Tensor:
         return self.amax(dim, keepdim), self.argmax(dim, keepdim)
 
     def min(self, dim=None, keepdim=False):
+        """Without `dim`: the smallest element. With `dim`: (values, indices)."""
         if dim is None:
             return self.amin()
         return self.amin(dim, keepdim), Tensor._make(np.argmin(self.data, axis=dim, keepdims=keepdim))
@@ -433,6 +467,7 @@ class Tensor:
 
     # --- shapes
     def reshape(self, *shape):
+        """The same data in a new shape (one dimension may be -1); a view where numpy can."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         if shape == self.shape:
             return self
@@ -441,16 +476,19 @@ class Tensor:
     view = reshape
 
     def permute(self, *dims):
+        """Dimensions reordered: result dim i is input dim dims[i]."""
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         return ops.Permute.apply(self, dims=tuple(int(d) for d in dims))
 
     def transpose(self, dim0, dim1):
+        """Dimensions dim0 and dim1 swapped."""
         dims = list(range(self.ndim))
         d0, d1 = ops._norm_dims(dim0, self.ndim, "transpose")[0], ops._norm_dims(dim1, self.ndim, "transpose")[0]
         dims[d0], dims[d1] = dims[d1], dims[d0]
         return self.permute(*dims)
 
     def flatten(self, start_dim=0, end_dim=-1):
+        """Dimensions start_dim..end_dim merged into one."""
         if self.ndim == 0:
             return self.reshape(1)
         s = ops._norm_dims(start_dim, self.ndim, "flatten")[0]
@@ -460,16 +498,19 @@ class Tensor:
         return self.reshape(*self.shape[:s], -1, *self.shape[e + 1:])
 
     def squeeze(self, dim=None):
+        """Size-1 dimensions removed (all, or those in `dim`)."""
         if dim is None:
             return self.reshape(*[s for s in self.shape if s != 1])
         dims = ops._norm_dims(dim, self.ndim, "squeeze")
         return self.reshape(*[s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
 
     def unsqueeze(self, dim):
+        """A size-1 dimension inserted at `dim`."""
         d = ops._norm_dims(dim, self.ndim + 1, "unsqueeze")[0]
         return self.reshape(*self.shape[:d], 1, *self.shape[d:])
 
     def expand(self, *shape):
+        """Broadcast to `shape` (-1 keeps a size) without copying; the gradient is summed back."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         lead = len(shape) - self.ndim
         shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
@@ -480,10 +521,12 @@ class Tensor:
 
     # --- nn conveniences (defined in functional.py)
     def softmax(self, dim):
+        """Softmax along `dim` (see functional.softmax)."""
         from . import functional as F
         return F.softmax(self, dim)
 
     def log_softmax(self, dim):
+        """Log-softmax along `dim` (see functional.log_softmax)."""
         from . import functional as F
         return F.log_softmax(self, dim)
 

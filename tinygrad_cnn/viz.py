@@ -41,12 +41,14 @@ class Graph(graphviz.Digraph):
     collapsed = truncated = False
 
     def render(self, *args, **kwargs):
+        """graphviz's render; says how to install `dot` when it is missing."""
         try:
             return super().render(*args, **kwargs)
         except graphviz.ExecutableNotFound:
             raise RuntimeError(MISSING_DOT) from None
 
     def pipe(self, *args, **kwargs):
+        """graphviz's pipe; says how to install `dot` when it is missing."""
         try:
             return super().pipe(*args, **kwargs)
         except graphviz.ExecutableNotFound:
@@ -341,6 +343,7 @@ def simpleconvnet_graph(batch=2, show_grads=True):
 
 
 def main(argv=None) -> str:
+    """Command line: draw SimpleConvNet's training graph to --out."""
     p = argparse.ArgumentParser(prog="python -m tinygrad_cnn.viz", description="Draw SimpleConvNet's training graph.")
     p.add_argument("--out", default="graph.svg", help="output file: .svg, .png, .pdf or .dot (default graph.svg)")
     p.add_argument("--batch", type=int, default=2)

@@ -68,6 +68,8 @@ class Conv2d(Module):
 
 
 class MaxPool2d(Module):
+    """Module form of `F.max_pool2d`: (N, C, H, W) -> (N, C, OH, OW)."""
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
@@ -82,6 +84,8 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
+    """Module form of `F.avg_pool2d`: (N, C, H, W) -> (N, C, OH, OW)."""
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
@@ -96,6 +100,8 @@ class AvgPool2d(Module):
 
 
 class ReLU(Module):
+    """Module form of `F.relu`; same shape."""
+
     def forward(self, x):
         return F.relu(_as_tensor(x))
 

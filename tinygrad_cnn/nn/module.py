@@ -21,6 +21,7 @@ class Parameter(Tensor):
 
 
 class IncompatibleKeys(NamedTuple):
+    """What load_state_dict did not match: missing_keys, unexpected_keys."""
     missing_keys: list
     unexpected_keys: list
 
@@ -73,10 +74,12 @@ class Module:
             setattr(self, name, param)
 
     def add_module(self, name: str, module: "Module") -> None:
+        """Register `module` as a submodule under `name`."""
         setattr(self, name, module)
 
     # --- calling
     def forward(self, *args, **kwargs):
+        """The computation; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
@@ -88,9 +91,11 @@ class Module:
 
     # --- traversal
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """(name, module) for the direct submodules, in registration order."""
         yield from self._modules.items()
 
     def children(self) -> Iterator["Module"]:
+        """The direct submodules, in registration order."""
         for _, m in self.named_children():
             yield m
 
@@ -107,6 +112,7 @@ class Module:
             stack.extend(reversed(kids))
 
     def modules(self) -> Iterator["Module"]:
+        """This module and every submodule, depth first."""
         for _, m in self.named_modules():
             yield m
 
@@ -121,6 +127,7 @@ class Module:
                     yield (f"{mname}.{pname}" if mname else pname), p
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Every parameter once, in registration order (submodules' too unless recurse=False)."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
@@ -154,14 +161,17 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     def train(self, mode: bool = True) -> "Module":
+        """Set training mode (Dropout active) on this module and its submodules; returns self."""
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
     def eval(self) -> "Module":
+        """Set evaluation mode (Dropout off); returns self."""
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (or zero it in place with set_to_none=False)."""
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None
@@ -170,6 +180,7 @@ class Module:
 
     # --- repr
     def extra_repr(self) -> str:
+        """Extra text for repr (layer settings)."""
         return ""
 
     def __repr__(self):

@@ -100,6 +100,12 @@ def test_no_grad_and_enable_grad_as_context_and_decorator():
     assert not f(x).requires_grad
     assert (x * 2).requires_grad
 
+    @no_grad
+    def g(t):
+        return t * 2
+
+    assert not g(x).requires_grad and g.__name__ == "g"
+
 
 def test_shape_errors_name_the_shapes():
     a, b = Tensor(np.ones((2, 3))), Tensor(np.ones((4, 5)))

@@ -43,9 +43,13 @@ def is_grad_enabled() -> bool:
 
 
 class _GradMode:
-    """Context manager and decorator that sets whether ops are recorded."""
+    """Context manager and decorator (`@no_grad()` or `@no_grad`) that sets whether ops are recorded."""
 
     enabled: bool
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        return self(fn) if fn is not None else self  # bare @no_grad on a function
 
     def __enter__(self):
         global _grad_enabled

@@ -106,7 +106,8 @@ class Trainer:
             for x, t in self.loader:
                 losses.append(self.train_step(x, t))
                 if bar is not None and (len(losses) % 10 == 0 or len(losses) == self.iter_per_epoch):
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses[-10:]):.4f}", refresh=False)
+                    acc = f"{self.test_acc_list[-1]:.3f}" if self.test_acc_list else "-"
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses[-10:]):.4f}", test_acc=acc, refresh=False)
                     bar.update(epoch * self.iter_per_epoch + len(losses) - bar.n)
             self.epoch_seconds.append(time.perf_counter() - start)
             self.epoch_loss_list.append(float(np.mean(losses)) if losses else float("nan"))

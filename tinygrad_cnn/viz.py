@@ -171,7 +171,7 @@ def draw_graph(*roots, params=None, show_shapes=True, show_attrs=True, show_grad
     dot = Graph(name="computation_graph", graph_attr=dict(rankdir=rankdir, fontname="Helvetica", fontsize="11"),
                 node_attr=dict(fontname="Helvetica", fontsize="11"), edge_attr=dict(color="#495057"))
     if len(units) + len(drawn) > max_nodes:
-        _draw_collapsed(dot, roots, units, unit_fns, producer, consumers, mnames, max_nodes)
+        _draw_collapsed(dot, units, unit_fns, producer, consumers, mnames, max_nodes)
     else:
         _draw_full(dot, drawn, units, unit_fns, producer, consumers, kind, tnames, mnames, group_modules,
                    show_shapes, show_attrs, show_grads)
@@ -197,6 +197,11 @@ def _module_path(fn, mnames):
     return tuple(m for m in fn.modules if not mnames or id(m) in mnames)
 
 
+def _op_name(u, first) -> str:
+    """An op node's name: the composite call's (conv2d), else the function's own (relu)."""
+    return u.name if u is not first else first.op_name
+
+
 def _draw_full(dot, drawn, units, unit_fns, producer, consumers, kind, tnames, mnames, group_modules,
                show_shapes, show_attrs, show_grads):
     ids = {}
@@ -204,7 +209,7 @@ def _draw_full(dot, drawn, units, unit_fns, producer, consumers, kind, tnames, m
     for n, (uid, u) in enumerate(units.items()):
         ids[uid] = f"op{n}"
         first = unit_fns[uid][0]
-        name = u.name if u is not first else first.op_name
+        name = _op_name(u, first)
         attrs = _attr_lines(u.attrs) if show_attrs else []
         path = _module_path(first, mnames) if group_modules else ()
         placed[path].append((ids[uid], _label(name, *attrs), STYLES["op"]))
@@ -253,26 +258,28 @@ def _emit_clusters(dot, placed, mnames):
     fill(dot, (), tree)
 
 
-def _draw_collapsed(dot, roots, units, unit_fns, producer, consumers, mnames, max_nodes):
+def _draw_collapsed(dot, units, unit_fns, producer, consumers, mnames, max_nodes):
     """One node per top-level module (or per op outside modules); truncated past max_nodes."""
     def group(uid):
         path = _module_path(unit_fns[uid][0], mnames)
-        return ("module", id(path[min(1, len(path) - 1)]), path[min(1, len(path) - 1)]) if path else ("op", uid, None)
+        if not path:
+            return ("op", uid, None)
+        top = path[min(1, len(path) - 1)]  # the module just below the outermost one
+        return ("module", id(top), top)
 
+    group_of = {uid: group(uid) for uid in units}
     groups, members = {}, defaultdict(int)
-    for uid in units:
-        g = group(uid)
+    for g in group_of.values():
         groups.setdefault(g[:2], g)
         members[g[:2]] += 1
     edges = set()
     for t_id, uid in producer.items():
         for c in consumers[t_id]:
-            a, b = group(uid)[:2], group(c)[:2]
+            a, b = group_of[uid][:2], group_of[c][:2]
             if a != b:
                 edges.add((a, b))
     # keep the groups nearest the outputs when there are still too many
-    order = list(groups)[::-1]
-    keep = set(order[:max_nodes - 1]) if len(order) > max_nodes - 1 else set(order)
+    keep = set(list(groups)[::-1][:max_nodes - 1])
     ids = {g: f"g{n}" for n, g in enumerate(groups) if g in keep}
     for g in ids:
         kind_, key, module = groups[g]
@@ -281,9 +288,7 @@ def _draw_collapsed(dot, roots, units, unit_fns, producer, consumers, mnames, ma
             label = _label(f"{name}: {type(module).__name__}", f"{members[g]} ops")
             dot.node(ids[g], label, **STYLES["module"])
         else:
-            fn = unit_fns[key][0]
-            u = units[key]
-            dot.node(ids[g], _label(u.name if u is not fn else fn.op_name), **STYLES["op"])
+            dot.node(ids[g], _label(_op_name(units[key], unit_fns[key][0])), **STYLES["op"])
     n_edges = 0
     for a, b in edges:
         if a in ids and b in ids:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .ops import as_tensor, cat, pad, where  # noqa: F401  (pad is part of F's API)
+X
 from .rng import get_rng
 from .tensor import Function, Tensor, op_scope
 
@@ -31,7 +31,7 @@ def _check_4d(name, x: Tensor):
         raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {x.shape}")
 
 
-def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False, pad_value_ok=True):
+def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False):
     """Validate the window parameters; return (kernel, stride, ((t, b), (l, r)), dilation, (OH, OW))."""
     kernel, stride, dilation = kernels.pair(kernel, "kernel_size"), kernels.pair(stride, "stride"), \
         kernels.pair(dilation, "dilation")

@@ -57,8 +57,7 @@ class Trainer:
         self.epochs, self.batch_size = int(epochs), int(mini_batch_size)
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.verbose = verbose
-        self.optimizer = make_optimizer(optimizer, network.parameters(),
-                                        {"lr": 0.01} if optimizer_param is None else optimizer_param)
+        self.optimizer = make_optimizer(optimizer, network.parameters(), optimizer_param)  # lr 0.01 unless given
         self.loader = DataLoader(x_train, t_train, self.batch_size, shuffle=True, seed=seed)
         self.iter_per_epoch = len(self.loader)
         self.max_iter = self.epochs * self.iter_per_epoch

@@ -108,6 +108,27 @@ def test_max_pool2d_forward_matches_loops_and_gradients(case):
     assert gradgradcheck(lambda t: F.max_pool2d(t, **kw) ** 2, leaf(x))
 
 
+@given(case=pool_case())
+def test_max_pool2d_without_grad_matches_with_grad(case):
+    # no_grad takes another path (no argmax; contiguous passes where the windows tile the input)
+    x, kw = case
+    x = np.where(np.random.default_rng(0).random(x.shape) < 0.2, 0.0, x)  # ties
+    with tc.no_grad():
+        fast = F.max_pool2d(Tensor(x), **kw).data
+    np.testing.assert_array_equal(fast, F.max_pool2d(leaf(x), **kw).data)
+    assert fast.dtype == x.dtype and fast.flags.c_contiguous
+
+
+def test_max_pool2d_without_grad_on_a_transposed_view_and_nan():
+    x = np.arange(2 * 3 * 6 * 4, dtype=np.float32).reshape(2, 3, 6, 4)
+    x[0, 1, 2, 3] = np.nan
+    view = x.transpose(0, 1, 3, 2)  # not contiguous
+    with tc.no_grad():
+        got = F.max_pool2d(Tensor._make(view), 2).data
+    np.testing.assert_array_equal(got, naive.max_pool2d(view, (2, 2), (2, 2), (0, 0), (1, 1), False))
+    assert np.isnan(got[0, 1, 1, 1]) and np.isnan(got).sum() == 1
+
+
 @given(case=pool_case(dilation=False), include=st.booleans())
 def test_avg_pool2d_forward_matches_loops_and_gradients(case, include):
     x, kw = case

@@ -71,6 +71,21 @@ def test_unary_ops(op, a):
     assert gradgradcheck(fn, leaf(a))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_on_large_arrays_keeps_nan_and_zeroes_minus_inf(dtype):
+    # large contiguous arrays take a faster path (rows against a zero row): same values as np.maximum
+    x = np.random.default_rng(0).standard_normal(100_003).astype(dtype)
+    x[::7], x[::11], x[::13] = np.nan, -np.inf, np.inf
+    t = Tensor(x, requires_grad=True)
+    y = t.relu()
+    np.testing.assert_array_equal(y.data, np.maximum(x, 0))
+    assert y.dtype == dtype
+    y.backward(np.ones_like(x))
+    np.testing.assert_array_equal(t.grad.data, (np.maximum(x, 0) > 0).astype(dtype))
+    strided = Tensor(np.stack([x, x], axis=1)[:, 0])
+    np.testing.assert_array_equal(strided.relu().data, np.maximum(x, 0))
+
+
 def test_sigmoid_is_finite_for_large_inputs():
     x = Tensor([-1000.0, 0.0, 1000.0])
     np.testing.assert_allclose(x.sigmoid().data, [0.0, 0.5, 1.0])

@@ -109,8 +109,13 @@ def test_no_grad_and_enable_grad_as_context_and_decorator():
 
 def test_shape_errors_name_the_shapes():
     a, b = Tensor(np.ones((2, 3))), Tensor(np.ones((4, 5)))
-    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 5\)"):
-        a + b
+    for op, name in [(lambda: a + b, "add"), (lambda: a - b, "sub"), (lambda: a * b, "mul"), (lambda: a / b, "div"),
+                     (lambda: a ** b, "pow")]:
+        with pytest.raises(ValueError, match=name + r": shapes \(2, 3\) and \(4, 5\) cannot be broadcast"):
+            op()
+    with pytest.raises(ValueError, match=r"where: .*\(2, 3\).*\(4, 5\)"):
+        from tinygrad_cnn import where
+        where(np.ones((2, 3), dtype=bool), a, b)
     with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(4, 5\)"):
         a @ b
     with pytest.raises(ValueError, match="reshape"):

@@ -86,10 +86,19 @@ def test_cross_entropy_with_probabilities(kw, rng):
              lambda x: torch.nn.functional.cross_entropy(x, torch.tensor(p), **kw), [x], rng)
 
 
-def test_cross_entropy_spatial(rng):
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_cross_entropy_spatial(rng, reduction):
     x = rng.standard_normal((2, 3, 4, 5))
     t = rng.integers(0, 3, (2, 4, 5))
-    _compare(lambda x: F.cross_entropy(x, t), lambda x: torch.nn.functional.cross_entropy(x, torch.tensor(t)),
+    _compare(lambda x: F.cross_entropy(x, t, reduction=reduction),
+             lambda x: torch.nn.functional.cross_entropy(x, torch.tensor(t), reduction=reduction), [x], rng)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_nll_loss_of_one_unbatched_row(rng, reduction):
+    x = rng.standard_normal(4)
+    _compare(lambda x: F.nll_loss(F.log_softmax(x, 0), np.array(2), reduction=reduction),
+             lambda x: torch.nn.functional.nll_loss(torch.log_softmax(x, 0), torch.tensor(2), reduction=reduction),
              [x], rng)
 
 

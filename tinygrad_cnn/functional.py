@@ -416,8 +416,28 @@ def _nll_loss(input, target, weight, ignore_index, reduction):
     safe = np.where(valid, t, 0)
     w = np.ones(c, dtype=logp.dtype) if weight is None else _target_array(weight).astype(logp.dtype)
     wt = np.where(valid, w[safe], 0).astype(logp.dtype)
-    picked = logp[np.arange(n), safe] * Tensor._constant(wt)
-    return _reduce(-picked, reduction, wt.sum(), input, target)
+    loss = NllLoss.apply(logp, target=safe, weight=wt, reduction=reduction)
+    if reduction == "none" and input.ndim != 2:  # back to (N, d1, ...), or () for a single unbatched row
+        return loss.reshape(input.shape[0], *input.shape[2:]) if input.ndim > 2 else loss.reshape(())
+    return loss
+
+
+class NllLoss(Function):
+    """-weight[i] * logp[i, target[i]] for each row i of logp (M, C), then summed, averaged
+    over the weights ('mean') or kept (M,) ('none'). Backward: -weight * grad at the targets."""
+
+    def forward(self, logp, target, weight, reduction):
+        loss = -(logp[np.arange(len(target)), target] * weight)
+        if reduction == "none":
+            return loss
+        total = loss.sum(dtype=logp.dtype)
+        return np.asarray(total / weight.sum() if reduction == "mean" else total, dtype=logp.dtype)
+
+    def backward(self, g):
+        logp, (t, w, reduction) = self.inputs[0], (self.attrs[k] for k in ("target", "weight", "reduction"))
+        coef = np.zeros(logp.shape, dtype=logp.dtype)
+        coef[np.arange(len(t)), t] = -w / w.sum() if reduction == "mean" else -w
+        return (g.reshape(-1, 1) if reduction == "none" else g) * Tensor._constant(coef)
 
 
 def _check_labels(name, t, n, c, ignore_index):

@@ -36,11 +36,16 @@ def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     return g.sum(dim=axes).reshape(shape) if axes else g.reshape(shape)
 
 
-def _broadcast_shapes(op: str, a: np.ndarray, b: np.ndarray):
+def _broadcasting(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """fn(a, b); a broadcast failure is reported with the op's name and both shapes."""
     try:
-        return np.broadcast_shapes(a.shape, b.shape)
+        return fn(a, b)
     except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        raise
 
 
 def _norm_dims(dim, ndim: int, op: str):
@@ -67,8 +72,7 @@ class Add(Function):
     """a + b with broadcasting; each gradient is summed back to its input's shape."""
 
     def forward(self, a, b):
-        _broadcast_shapes("add", a, b)
-        return a + b
+        return _broadcasting("add", np.add, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -81,8 +85,7 @@ class Sub(Function):
     """a - b with broadcasting."""
 
     def forward(self, a, b):
-        _broadcast_shapes("sub", a, b)
-        return a - b
+        return _broadcasting("sub", np.subtract, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -95,8 +98,7 @@ class Mul(Function):
     """a * b with broadcasting."""
 
     def forward(self, a, b):
-        _broadcast_shapes("mul", a, b)
-        return a * b
+        return _broadcasting("mul", np.multiply, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -109,8 +111,7 @@ class Div(Function):
     """a / b with broadcasting; int / int gives float32."""
 
     def forward(self, a, b):
-        _broadcast_shapes("div", a, b)
-        out = a / b
+        out = _broadcasting("div", np.true_divide, a, b)
         if a.dtype.kind in "iub" and b.dtype.kind in "iub":
             out = out.astype(np.float32)  # int / int is float32, as in PyTorch
         return out
@@ -126,8 +127,7 @@ class Pow(Function):
     """a ** b with broadcasting; d/db uses log(a), so it needs a > 0 where b requires grad."""
 
     def forward(self, a, b):
-        _broadcast_shapes("pow", a, b)
-        return np.power(a, b)
+        return _broadcasting("pow", np.power, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -295,8 +295,11 @@ class Where(Function):
     """cond ? a : b (cond an attribute, not differentiable)."""
 
     def forward(self, a, b, cond):
-        _broadcast_shapes("where", a, b)
-        return np.where(cond, a, b)
+        try:
+            return np.where(cond, a, b)
+        except ValueError:
+            raise ValueError(f"where: condition {cond.shape}, a {a.shape} and b {b.shape} cannot be broadcast "
+                             "together") from None
 
     def backward(self, g):
         a, b = self.inputs

@@ -82,6 +82,59 @@ def test_retain_graph_allows_second_backward():
     np.testing.assert_allclose(x.grad.data, 4 * np.exp([1.0, 2.0]), rtol=1e-6)
 
 
+def _relu_chain(x):
+    h = x * 2.0
+    return h, h.relu()
+
+
+def test_backward_reuses_gradient_buffers_only_the_engine_holds(monkeypatch):
+    from tinygrad_cnn import ops
+    seen = []
+    backward = ops.Relu.backward
+    monkeypatch.setattr(ops.Relu, "backward", lambda self, g: seen.append(self.grad_is_free) or backward(self, g))
+    x = Tensor(np.array([-1.0, 2.0, 3.0], dtype=np.float32), requires_grad=True)
+    _, y = _relu_chain(x)
+    (y * 3.0).sum().backward()
+    assert seen == [True]  # a fresh gradient (from y * 3): masked in place
+    np.testing.assert_array_equal(x.grad.data, [0, 6, 6])
+
+
+@pytest.mark.parametrize("how", ["retain_grad", "grad", "shared", "user array", "user tensor", "retain_graph"])
+def test_a_gradient_someone_else_sees_is_not_overwritten(how):
+    x = Tensor(np.array([-1.0, 2.0, 3.0], dtype=np.float32), requires_grad=True)
+    h, y = _relu_chain(x)
+    z = y * 3.0
+    expect = [0, 6, 6]
+    if how == "retain_grad":
+        y.retain_grad()
+        z.sum().backward()
+        np.testing.assert_array_equal(y.grad.data, [3, 3, 3])  # d z.sum() / dy, not masked by relu
+    elif how == "grad":
+        gy, gx = grad(z.sum(), [y, x])
+        np.testing.assert_array_equal(gy.data, [3, 3, 3])
+        x.grad = gx
+    elif how == "shared":  # Add hands the same gradient to both of its inputs
+        y2 = h * 5.0
+        (y + y2).backward(np.ones(3, dtype=np.float32), retain_graph=True)
+        (y2 + y).backward(np.ones(3, dtype=np.float32))
+        expect = [20, 24, 24]
+    elif how == "user array":
+        g = np.ones(3, dtype=np.float32)
+        y.backward(g)
+        np.testing.assert_array_equal(g, [1, 1, 1])
+        expect = [0, 2, 2]
+    elif how == "user tensor":
+        g = Tensor(np.ones(3, dtype=np.float32))
+        y.backward(g)
+        np.testing.assert_array_equal(g.data, [1, 1, 1])
+        expect = [0, 2, 2]
+    else:
+        z.sum().backward(retain_graph=True)
+        z.sum().backward()
+        expect = [0, 12, 12]
+    np.testing.assert_array_equal(x.grad.data, expect)
+
+
 def test_long_chain_does_not_hit_recursion_limit():
     x = Tensor(1.0, requires_grad=True)
     y = x

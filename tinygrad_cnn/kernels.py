@@ -42,6 +42,14 @@ def pad4(x: np.ndarray, padding, value=0.0) -> np.ndarray:
     return out
 
 
+def _unpad(xp: np.ndarray, padding) -> np.ndarray:
+    """The inverse of `pad4`'s placement: the (N, C, H, W) interior, as a view, or xp itself."""
+    (t, b), (left, r) = padding
+    if t == b == left == r == 0:
+        return xp
+    return xp[:, :, t:xp.shape[2] - b, left:xp.shape[3] - r]
+
+
 def windows(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
     """Read-only view (N, C, OH, OW, KH, KW) of the windows of a padded (N, C, Hp, Wp) array."""
     n, c = xp.shape[:2]
@@ -91,7 +99,7 @@ def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.nda
     out = np.zeros((n, c, h + t + b, w + left + r), dtype=cols.dtype)
     for i, j, rows, cols_ in offset_slices(kernel, stride, dilation, out_hw):
         out[:, :, rows, cols_] += g[:, :, i, j]
-    return out[:, :, t:t + h, left:left + w]
+    return _unpad(out, padding)
 
 
 def im2col(x, kernel, stride, padding, out_hw) -> np.ndarray:
@@ -177,7 +185,7 @@ def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
             np.multiply(g, hit, out=out[:, :, rows, cols])
         else:
             out[:, :, rows, cols] += g * hit
-    return out[:, :, t:t + h, left:left + w]
+    return _unpad(out, padding)
 
 
 def pool_gather(x, arg, kernel, stride, padding, dilation):

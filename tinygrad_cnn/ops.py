@@ -246,6 +246,9 @@ class Relu(Function):
         return out
 
     def backward(self, g):
+        if self.grad_is_free:  # mask the gradient in place: no new array for a large activation
+            np.multiply(g.data, self.mask, out=g.data)
+            return g
         return g * Tensor._constant(self.mask)  # float * bool keeps g's dtype
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import sys
 import weakref
 
 import numpy as np
@@ -91,7 +92,9 @@ class Function:
     `backward(self, grad) -> Tensor | tuple[Tensor | None, ...]` (one gradient per
     input, written in Tensor ops). `forward` may keep what backward needs on `self`;
     `self.needs_input_grad` says which inputs want a gradient. In `backward`,
-    `self.inputs` are the input Tensors and `self.output` the output Tensor.
+    `self.inputs` are the input Tensors and `self.output` the output Tensor, and
+    `self.grad_is_free` is True when nothing but the engine refers to `grad` or its
+    array: backward may then write its result into `grad.data` and return `grad`.
     """
 
     _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "freed", "_out")
@@ -577,6 +580,15 @@ def _seed(root: Tensor, gradient) -> Tensor:
     return g
 
 
+def _only_engine_refers_to(g: Tensor) -> bool:
+    """True when the gradient `g` and its array are referred to only by `_run`'s local variable
+    (CPython reference counts, the test numpy uses to reuse temporaries): no `.grad`, no other
+    pending gradient, no saved tensor and no view shares them, so writing into it is invisible."""
+    arr = g.data
+    # references: g -> _run's local and this call's argument; arr -> g.data and the local `arr`
+    return arr.base is None and arr.flags.writeable and sys.getrefcount(g) == 3 and sys.getrefcount(arr) == 3
+
+
 def _run(roots, gradients, retain_graph, create_graph, capture=None):
     for r in roots:
         if not r.requires_grad:
@@ -618,6 +630,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
                     "Trying to backward through the graph a second time: its saved values were freed "
                     "after the first backward. Pass retain_graph=True to the first backward."
                 )
+            ctx.grad_is_free = not create_graph and _only_engine_refers_to(g)
             in_grads = ctx.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -627,6 +640,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
                 assert gi.shape == inp.shape, f"{ctx.name}.backward gave shape {gi.shape} for input {inp.shape}"
                 k = id(inp)
                 grads[k] = grads[k] + gi if k in grads else gi
+            in_grads = gi = g = None  # hold no gradient past its use (see _only_engine_refers_to)
             if not retain_graph:
                 ctx.free()
     return captured

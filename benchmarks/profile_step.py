@@ -1,0 +1,107 @@
+"""Where a SimpleConvNet training step goes: ms per step in each op's forward and backward.
+
+Wraps every Function's `forward` and `backward` (and `Optimizer.step`) with a timer,
+runs warm-up steps, then reports the mean over `--steps` steps. Times are inclusive: an
+op's backward that calls other ops (MaxPool2d's calls PoolScatter, MatMul's calls
+MatMul) also counts their time, so the column does not add up to the step. The timers
+add a little to each op, so the step measured here is a bit slower than in
+bench_train_step.py; read it for the shares, not for the total.
+
+Usage: python benchmarks/profile_step.py [--steps 200] [--batch 100] [--top 12] [--json out.json]
+"""
+import argparse
+import collections
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import write_json  # noqa: E402
+
+from tinygrad_cnn import Function, manual_seed, optim  # noqa: E402
+from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _timed(fn, key, totals):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - start
+    return wrapper
+
+
+class Timers:
+    """Context manager: while active, every Function's forward/backward and Optimizer.step are timed."""
+
+    def __init__(self):
+        self.totals = collections.defaultdict(float)
+        self._saved = []
+
+    def __enter__(self):
+        targets = [(cls, name, f"{cls.__name__}.{name}") for cls in set(_subclasses(Function))
+                   for name in ("forward", "backward") if name in vars(cls)]
+        targets.append((optim.Optimizer, "step", "optimizer.step"))
+        for cls, name, key in targets:
+            self._saved.append((cls, name, vars(cls)[name]))
+            setattr(cls, name, _timed(vars(cls)[name], key, self.totals))
+        return self
+
+    def __exit__(self, *exc):
+        for cls, name, fn in reversed(self._saved):
+            setattr(cls, name, fn)
+        self._saved.clear()
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--top", type=int, default=12)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch, 1, 28, 28)).astype(np.float32)
+    t = rng.integers(0, 10, args.batch)
+    manual_seed(0)
+    net = SimpleConvNet()
+    opt = optim.Adam(net.parameters(), lr=0.001)
+
+    def step():
+        loss = net.loss(x, t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with Timers() as timers:
+        for _ in range(args.warmup):
+            step()
+        timers.totals.clear()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        total = (time.perf_counter() - start) / args.steps * 1000
+    ms = {k: v / args.steps * 1000 for k, v in sorted(timers.totals.items(), key=lambda kv: -kv[1])}
+    print(f"step (timed) {total:8.2f} ms, batch {args.batch}, {args.steps} steps")
+    for name, v in list(ms.items())[:args.top]:
+        print(f"  {name:28s} {v:7.3f} ms")
+    result = {"step_ms": total, "batch": args.batch, "ops_ms": ms}
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -580,13 +580,18 @@ def _seed(root: Tensor, gradient) -> Tensor:
     return g
 
 
-def _only_engine_refers_to(g: Tensor) -> bool:
-    """True when the gradient `g` and its array are referred to only by `_run`'s local variable
-    (CPython reference counts, the test numpy uses to reuse temporaries): no `.grad`, no other
-    pending gradient, no saved tensor and no view shares them, so writing into it is invisible."""
+def _refcounts(g: Tensor) -> tuple:
+    """(references to g, references to g.data) as seen from here. A gradient with the counts
+    of `_SOLE_REFCOUNTS` is held by the calling frame's local variable alone: no `.grad`, no
+    other pending gradient, no saved tensor and no view shares it, so its array may be
+    overwritten (CPython reference counts: the test numpy uses to reuse temporaries)."""
     arr = g.data
-    # references: g -> _run's local and this call's argument; arr -> g.data and the local `arr`
-    return arr.base is None and arr.flags.writeable and sys.getrefcount(g) == 3 and sys.getrefcount(arr) == 3
+    return sys.getrefcount(g), sys.getrefcount(arr)
+
+
+def _sole_refcounts() -> tuple:
+    g = Tensor._make(np.empty(1))  # held by this local variable only
+    return _refcounts(g)
 
 
 def _run(roots, gradients, retain_graph, create_graph, capture=None):
@@ -630,7 +635,8 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
                     "Trying to backward through the graph a second time: its saved values were freed "
                     "after the first backward. Pass retain_graph=True to the first backward."
                 )
-            ctx.grad_is_free = not create_graph and _only_engine_refers_to(g)
+            ctx.grad_is_free = (not create_graph and g.data.base is None and g.data.flags.writeable
+                                and _refcounts(g) == _SOLE_REFCOUNTS)
             in_grads = ctx.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -640,7 +646,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
                 assert gi.shape == inp.shape, f"{ctx.name}.backward gave shape {gi.shape} for input {inp.shape}"
                 k = id(inp)
                 grads[k] = grads[k] + gi if k in grads else gi
-            in_grads = gi = g = None  # hold no gradient past its use (see _only_engine_refers_to)
+            in_grads = gi = g = None  # hold no gradient past its use (see _refcounts)
             if not retain_graph:
                 ctx.free()
     return captured
@@ -671,5 +677,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         result.append(g)
     return tuple(result)
 
+
+_SOLE_REFCOUNTS = _sole_refcounts()
 
 from . import ops  # noqa: E402  (ops needs Tensor and Function defined above)

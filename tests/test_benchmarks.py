@@ -8,6 +8,9 @@ sys.path.insert(0, str(BENCH))
 
 import bench_conv_pool  # noqa: E402
 import bench_train_step  # noqa: E402
+import profile_step  # noqa: E402
+
+from tinygrad_cnn import ops, optim  # noqa: E402
 
 
 def test_train_step_benchmark_runs(tmp_path):
@@ -22,3 +25,10 @@ def test_train_step_benchmark_runs(tmp_path):
 def test_conv_pool_benchmark_runs():
     result = bench_conv_pool.main(["--repeats", "2", "--batch", "4"])
     assert {"conv2d ours/lecture", "max_pool2d ours/lecture"} <= set(result["ratios"])
+
+
+def test_step_profile_runs_and_puts_the_timers_back():
+    before = vars(ops.MatMul)["forward"], vars(optim.Optimizer)["step"]
+    result = profile_step.main(["--steps", "2", "--warmup", "1", "--batch", "4"])
+    assert {"MatMul.forward", "MaxPool2d.forward", "Relu.backward", "optimizer.step"} <= set(result["ops_ms"])
+    assert (vars(ops.MatMul)["forward"], vars(optim.Optimizer)["step"]) == before

@@ -2,7 +2,7 @@
 
 `import tinygrad_cnn.functional as F`. Where an op is built from others (conv2d is
 im2col + one matrix product) its gradient comes from theirs; the ops that need a rule
-of their own (`Unfold`/`Fold`, `MaxPool2d`, `LogSoftmax`, `Softmax`) define it next to
+of their own (`Unfold`/`Fold`, `MaxPool2d`, `LogSoftmax`, `Softmax`, `NllLoss`) define it next to
 their forward, in Tensor ops, so `create_graph=True` works through all of them.
 """
 from __future__ import annotations
@@ -434,7 +434,8 @@ class NllLoss(Function):
         return np.asarray(total / weight.sum() if reduction == "mean" else total, dtype=logp.dtype)
 
     def backward(self, g):
-        logp, (t, w, reduction) = self.inputs[0], (self.attrs[k] for k in ("target", "weight", "reduction"))
+        logp = self.inputs[0]
+        t, w, reduction = self.attrs["target"], self.attrs["weight"], self.attrs["reduction"]
         coef = np.zeros(logp.shape, dtype=logp.dtype)
         coef[np.arange(len(t)), t] = -w / w.sum() if reduction == "mean" else -w
         return (g.reshape(-1, 1) if reduction == "none" else g) * Tensor._constant(coef)

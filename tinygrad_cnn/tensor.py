@@ -98,6 +98,7 @@ class Function:
     """
 
     _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "freed", "_out")
+    grad_is_free = False  # set by the engine just before it calls backward
 
     @classmethod
     def apply(cls, *inputs, **attrs) -> "Tensor":

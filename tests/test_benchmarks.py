@@ -7,6 +7,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import bench_conv_pool  # noqa: E402
+import bench_hand_numpy  # noqa: E402
 import bench_train_step  # noqa: E402
 import profile_step  # noqa: E402
 
@@ -32,3 +33,9 @@ def test_step_profile_runs_and_puts_the_timers_back():
     result = profile_step.main(["--steps", "2", "--warmup", "1", "--batch", "4"])
     assert {"MatMul.forward", "MaxPool2d.forward", "Relu.backward", "optimizer.step"} <= set(result["ops_ms"])
     assert (vars(ops.MatMul)["forward"], vars(optim.Optimizer)["step"]) == before
+
+
+def test_hand_written_step_runs_and_matches_autograd():
+    result = bench_hand_numpy.main(["--repeats", "2", "--batch", "6"])
+    assert {"hand-written numpy step", "ours step"} <= set(result["ms"])
+    assert result["gradient_max_rel_diff"] < 1e-5  # the same gradients: the two do the same work

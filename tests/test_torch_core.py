@@ -34,6 +34,18 @@ def test_cat_and_stack_match_pytorch(rng):
     np.testing.assert_allclose(y.grad.data, ty.grad.numpy())
 
 
+@pytest.mark.parametrize("n", [7, 100_003])  # small arrays, and large ones (compared against a zero row)
+def test_relu_at_nan_inf_and_zero_matches_pytorch(n):
+    x = np.resize(np.array([np.nan, -np.inf, np.inf, 0.0, -0.0, -2.0, 3.0], dtype=np.float32), n)
+    g = np.arange(1, n + 1, dtype=np.float32)
+    t, tx = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, ty = t.relu(), torch.relu(tx)
+    np.testing.assert_array_equal(y.data, ty.detach().numpy())
+    y.backward(g)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(t.grad.data, tx.grad.numpy())
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_values_and_gradients_match_pytorch(case, rng):
     fn, shapes = CASES[case]

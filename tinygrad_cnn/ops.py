@@ -237,12 +237,13 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """max(a, 0); the gradient passes where the output is positive."""
+    """max(a, 0); the gradient passes where the output is not <= 0 (positive or NaN, as in PyTorch)."""
 
     def forward(self, a):
         out = _max0(a)
         if self.needs_input_grad[0]:  # a quarter of the output's bytes, read back in backward
-            self.mask = out > 0
+            self.mask = np.asarray(np.less_equal(out, 0))  # asarray: 0-d inputs give a scalar
+            np.logical_not(self.mask, out=self.mask)
         return out
 
     def backward(self, g):

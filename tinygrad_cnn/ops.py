@@ -242,8 +242,7 @@ class Relu(Function):
     def forward(self, a):
         out = _max0(a)
         if self.needs_input_grad[0]:  # a quarter of the output's bytes, read back in backward
-            self.mask = np.asarray(np.less_equal(out, 0))  # asarray: 0-d inputs give a scalar
-            np.logical_not(self.mask, out=self.mask)
+            self.mask = out != 0  # out >= 0 or NaN, so this is "not out <= 0" in one pass
         return out
 
     def backward(self, g):

@@ -1,8 +1,8 @@
 """The floor for a numpy framework: SimpleConvNet's training step written by hand.
 
-The same network, kernels (tinygrad_cnn.kernels, ReLU against a zero row) and Adam as
-ours, but with the backward pass written out in numpy, no Tensor, no graph, no autograd:
-what our step would cost with no framework at all. Run interleaved with ours (and
+The same network, kernels (tinygrad_cnn.kernels, ReLU against a zero row) and optimizer
+(tinygrad_cnn.optim.Adam) as ours, but with the forward and backward passes written out
+in numpy, no graph, no autograd: what our step would cost with no framework at all. Run interleaved with ours (and
 PyTorch CPU when installed), as in bench_train_step.py. `check_gradients` shows that
 the hand-written backward and our autograd agree, so the two do the same work.
 
@@ -18,9 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_train_step import ours_case, torch_case  # noqa: E402
-from common import interleaved, torch_or_none, write_json  # noqa: E402
+from common import images_and_labels, interleaved, torch_or_none, write_json  # noqa: E402
 
-from tinygrad_cnn import kernels, manual_seed  # noqa: E402
+from tinygrad_cnn import Tensor, kernels, manual_seed, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
 from tinygrad_cnn.ops import _max0  # noqa: E402
 
@@ -28,12 +28,16 @@ CONV = ((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1), (24, 24))  # kernel, stride, p
 POOL = ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))
 
 
+def _conv_matrix(w1, b1):
+    """(OC, C, KH, KW) weight and (OC,) bias -> the (OC, C*KH*KW + 1) matrix conv2d multiplies by."""
+    return np.concatenate([w1.reshape(len(b1), -1), b1[:, None]], axis=1)
+
+
 class HandNet:
     """SimpleConvNet's parameters as plain arrays (conv weight with the bias as last column)."""
 
     def __init__(self, net: SimpleConvNet):
-        w1 = net.W1.data.reshape(net.W1.shape[0], -1)
-        self.params = [np.concatenate([w1, net.b1.data[:, None]], axis=1)] + \
+        self.params = [_conv_matrix(net.W1.data, net.b1.data)] + \
             [getattr(net, k).data.copy() for k in ("W2", "b2", "W3", "b3")]
 
     def gradients(self, x, t):
@@ -42,7 +46,7 @@ class HandNet:
         n = len(x)
         cols = kernels.unfold(x, *CONV, ones_row=True)  # (N, 26, 576)
         y1 = _max0(np.matmul(w1, cols)).reshape(n, -1, 24, 24)
-        mask1 = y1 > 0
+        mask1 = y1 != 0  # as ours: not <= 0
         pooled, arg = kernels.max_pool(y1, *POOL, (12, 12))
         flat = pooled.reshape(n, -1)
         y2 = _max0(flat @ w2 + b2)
@@ -60,33 +64,16 @@ class HandNet:
         return [g_w1, g_w2, g_b2, g_w3, g_b3]
 
 
-def adam_step(params, grads, state, t, lr=0.001, b1=0.9, b2=0.999, eps=1e-8):
-    """The same 12 passes as tinygrad_cnn.optim.Adam."""
-    c2 = (1 - b2 ** t) ** 0.5
-    for p, g, (m, v, tmp) in zip(params, grads, state):
-        m *= b1
-        np.multiply(g, 1 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - b2
-        v += tmp
-        np.sqrt(v, out=tmp)
-        tmp += eps * c2
-        np.divide(m, tmp, out=tmp)
-        tmp *= lr * c2 / (1 - b1 ** t)
-        p -= tmp
-
-
 def hand_case(x, t):
     manual_seed(0)
     net = HandNet(SimpleConvNet())
-    state = [[np.zeros_like(p), np.zeros_like(p), np.empty_like(p)] for p in net.params]
-    count = [0]
+    params = [Tensor._make(p, requires_grad=True) for p in net.params]  # the same arrays, for our Adam
+    opt = optim.Adam(params, lr=0.001)
 
     def step():
-        count[0] += 1
-        adam_step(net.params, net.gradients(x, t), state, count[0])
+        for p, g in zip(params, net.gradients(x, t)):
+            p.grad = Tensor._make(g)
+        opt.step()
 
     return step
 
@@ -97,8 +84,7 @@ def check_gradients(x, t) -> float:
     net = SimpleConvNet()
     hand = HandNet(net).gradients(x, t)
     grads = net.gradient(x, t)
-    auto = [np.concatenate([grads["W1"].reshape(len(grads["b1"]), -1), grads["b1"][:, None]], axis=1)] + \
-        [grads[k] for k in ("W2", "b2", "W3", "b3")]
+    auto = [_conv_matrix(grads["W1"], grads["b1"])] + [grads[k] for k in ("W2", "b2", "W3", "b3")]
     return max(float(np.abs(h - a).max() / (np.abs(a).max() + 1e-30)) for h, a in zip(hand, auto))
 
 
@@ -108,9 +94,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch, 1, 28, 28)).astype(np.float32)
-    t = rng.integers(0, 10, args.batch)
+    x, t = images_and_labels(args.batch)
     cases = {"hand-written numpy step": hand_case(x, t), "ours step": ours_case(x, t)[0]}
     torch = torch_or_none()
     if torch is not None:

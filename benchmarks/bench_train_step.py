@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lecture_baseline as lec  # noqa: E402
-from common import interleaved, torch_or_none, write_json  # noqa: E402
+from common import images_and_labels, interleaved, torch_or_none, write_json  # noqa: E402
 
 from tinygrad_cnn import Tensor, manual_seed, no_grad, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
@@ -114,9 +114,7 @@ def main(argv=None) -> dict:
     p.add_argument("--no-lecture", action="store_true", help="skip the (slow) lecture-style baseline")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch, 1, 28, 28)).astype(np.float32)
-    t = rng.integers(0, 10, args.batch)
+    x, t = images_and_labels(args.batch)
 
     cases = {}
     cases["ours step"], cases["ours inference"] = ours_case(x, t)

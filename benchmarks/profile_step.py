@@ -15,15 +15,13 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import write_json  # noqa: E402
+from bench_train_step import ours_case  # noqa: E402
+from common import images_and_labels, write_json  # noqa: E402
 
-from tinygrad_cnn import Function, manual_seed, optim  # noqa: E402
-from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
+from tinygrad_cnn import Function, optim  # noqa: E402
 
 
 def _subclasses(cls):
@@ -72,19 +70,7 @@ def main(argv=None) -> dict:
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch, 1, 28, 28)).astype(np.float32)
-    t = rng.integers(0, 10, args.batch)
-    manual_seed(0)
-    net = SimpleConvNet()
-    opt = optim.Adam(net.parameters(), lr=0.001)
-
-    def step():
-        loss = net.loss(x, t)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
+    step = ours_case(*images_and_labels(args.batch))[0]  # the step bench_train_step.py times
     with Timers() as timers:
         for _ in range(args.warmup):
             step()

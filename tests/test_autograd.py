@@ -99,6 +99,27 @@ def test_backward_reuses_gradient_buffers_only_the_engine_holds(monkeypatch):
     np.testing.assert_array_equal(x.grad.data, [0, 6, 6])
 
 
+def test_a_view_of_a_fresh_gradient_is_reused(monkeypatch):
+    from tinygrad_cnn import ops
+    seen = []
+    backward = ops.Relu.backward
+    monkeypatch.setattr(ops.Relu, "backward", lambda self, g: seen.append(self.grad_is_free) or backward(self, g))
+    x = Tensor(np.array([[-1.0, 2.0, 3.0]], dtype=np.float32), requires_grad=True)
+    _, y = _relu_chain(x)
+    (y.T * 3.0).sum().backward()  # y's gradient is a transposed view of Mul's new array
+    assert seen == [True]
+    np.testing.assert_array_equal(x.grad.data, [[0, 6, 6]])
+
+
+def test_a_view_of_a_user_array_is_not_overwritten():
+    x = Tensor(np.array([[-1.0, 2.0], [3.0, -4.0]], dtype=np.float32), requires_grad=True)
+    _, y = _relu_chain(x)
+    g = np.ones((2, 2), dtype=np.float32)
+    y.backward(g.T)
+    np.testing.assert_array_equal(g, np.ones((2, 2)))
+    np.testing.assert_array_equal(x.grad.data, [[0, 2], [2, 0]])
+
+
 @pytest.mark.parametrize("how", ["retain_grad", "grad", "shared", "user array", "user tensor", "retain_graph"])
 def test_a_gradient_someone_else_sees_is_not_overwritten(how):
     x = Tensor(np.array([-1.0, 2.0, 3.0], dtype=np.float32), requires_grad=True)

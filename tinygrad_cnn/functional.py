@@ -70,8 +70,8 @@ class Unfold(Function):
     """im2col: (N, C, H, W) -> (N, C*KH*KW [+1], OH*OW) (+1: a row of ones, for a bias).
     Its backward is `Fold` (col2im)."""
 
-    def forward(self, x, geom, ones_row=False):
-        return kernels.unfold(x, *geom, ones_row=ones_row)
+    def forward(self, x, geom, ones_row=False, batch_inner=False):
+        return kernels.unfold(x, *geom, ones_row=ones_row, batch_inner=batch_inner)
 
     def backward(self, g):
         if self.attrs.get("ones_row"):
@@ -177,7 +177,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
             w = weight.reshape(oc, -1)
             if bias is not None:
                 w = cat([w, bias.reshape(oc, 1)], dim=1)
-            cols = Unfold.apply(input, geom=geom, ones_row=bias is not None)
+            cols = Unfold.apply(input, geom=geom, ones_row=bias is not None, batch_inner=True)
             return (w @ cols).reshape(n, oc, oh, ow)
         cols = Unfold.apply(input, geom=geom).reshape(n, groups, cg * kh * kw, oh * ow)
         out = (weight.reshape(groups, oc // groups, -1) @ cols).reshape(n, oc, oh, ow)  # (N, G, OC/G, L)

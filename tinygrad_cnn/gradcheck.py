@@ -54,18 +54,16 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3) -> bool:
     for i, a in zip(wrt, analytic):
         x = xs[i]
         a = np.zeros(x.shape) if a is None else a.data
-        flat = x.data.reshape(-1)  # a view: perturbing it perturbs x
-        for k in range(flat.size):
-            orig = flat[k]
-            flat[k] = orig + eps
+        for elem in np.ndindex(x.shape):  # x.data itself is perturbed, whatever its layout
+            orig = x.data[elem]
+            x.data[elem] = orig + eps
             plus = projected()
-            flat[k] = orig - eps
+            x.data[elem] = orig - eps
             minus = projected()
-            flat[k] = orig
+            x.data[elem] = orig
             num = (plus - minus) / (2 * eps)
-            ana = a.reshape(-1)[k]
+            ana = a[elem]
             if not abs(ana - num) <= atol + rtol * abs(num):
-                elem = np.unravel_index(k, x.shape) if x.ndim else ()
                 name = f" ({x.name})" if x.name else ""
                 raise AssertionError(
                     f"gradcheck: input {i}{name}, element {tuple(int(e) for e in elem)}: "

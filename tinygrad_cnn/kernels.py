@@ -3,6 +3,13 @@
 Arrays in, arrays out, no autograd: `functional.py` wraps these in differentiable ops.
 Windows are strided views of the (padded) input; the only Python loops run over
 kernel offsets (kh * kw of them), never over images or output positions.
+
+Layout: conv2d's columns and output keep the batch as an inner axis in memory (the
+columns are (C*KH*KW, OH, OW, N) underneath, the output (OH, OW, N, C), as channels-last
+formats do). Their shapes are PyTorch's; only the strides differ. Then conv2d is one
+matrix product, and pooling's strided slices run over N*C contiguous values instead of
+rows of OW. Kernels that make a new array from one such input give it the same layout
+(`empty_as`), so the layout carries through ReLU, pooling and their gradients.
 """
 from __future__ import annotations
 
@@ -32,12 +39,33 @@ def output_size(size: int, k: int, s: int, lo: int, hi: int, d: int = 1, ceil_mo
     return span // s + 1
 
 
+def memory_order(a: np.ndarray) -> tuple:
+    """The axes of `a` from outermost to innermost in memory (by stride, ties in axis order)."""
+    return tuple(sorted(range(a.ndim), key=lambda i: -abs(a.strides[i])))
+
+
+def empty_as(shape, dtype, order: tuple, zeros=False) -> np.ndarray:
+    """A new array of `shape` whose axes lie in memory in `order` (outermost first)."""
+    base = (np.zeros if zeros else np.empty)(tuple(shape[i] for i in order), dtype=dtype)
+    return base.transpose(np.argsort(order))
+
+
+def in_order(a: np.ndarray, order: tuple) -> np.ndarray:
+    """`a` itself if its axes already lie in `order`, else a copy laid out so."""
+    if memory_order(a) == order:
+        return a
+    out = empty_as(a.shape, a.dtype, order)
+    out[...] = a
+    return out
+
+
 def pad4(x: np.ndarray, padding, value=0.0) -> np.ndarray:
     """Pad H and W of an (N, C, H, W) array by ((top, bottom), (left, right))."""
     (t, b), (left, r) = padding
     if t == b == left == r == 0:
         return x
-    out = np.full(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + left + r), value, dtype=x.dtype)
+    out = empty_as(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + left + r), x.dtype, memory_order(x))
+    out.fill(value)
     out[:, :, t:t + x.shape[2], left:left + x.shape[3]] = x
     return out
 
@@ -71,16 +99,27 @@ def offset_slices(kernel, stride, dilation, out_hw):
                    slice(c0, c0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
 
 
-def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False) -> np.ndarray:
+def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False, batch_inner=False) -> np.ndarray:
     """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW), PyTorch's unfold layout.
 
     Row (c, kh, kw) of sample n holds the input values that kernel offset (kh, kw) of
     channel c meets at every output position, in (oh, ow) order. With `ones_row`, one
     more row of ones follows (N, C*KH*KW + 1, OH*OW): a bias column of the weight
-    matrix then adds the bias in the same matrix product.
+    matrix then adds the bias in the same matrix product. With `batch_inner`, the result
+    is a view of a (C*KH*KW [+1], OH*OW, N) array: a matrix of all samples' columns side
+    by side, so that a weight matrix multiplies it in one product (see `ops.MatMul`).
     """
     n, c = x.shape[:2]
     ck, length = c * kernel[0] * kernel[1], out_hw[0] * out_hw[1]
+    if batch_inner:
+        xt = np.ascontiguousarray(pad4(x, padding).transpose(1, 2, 3, 0))  # (C, Hp, Wp, N)
+        out = np.empty((ck + ones_row, out_hw[0], out_hw[1], n), dtype=x.dtype)
+        blocks = out[:ck].reshape(c, kernel[0], kernel[1], out_hw[0], out_hw[1], n)
+        for i, j, rows, cols in offset_slices(kernel, stride, dilation, out_hw):
+            blocks[:, i, j] = xt[:, rows, cols]  # runs of OW*N contiguous values
+        if ones_row:
+            out[ck] = 1
+        return out.reshape(ck + ones_row, length, n).transpose(2, 0, 1)
     win = windows(pad4(x, padding), kernel, stride, dilation, out_hw).transpose(0, 1, 4, 5, 2, 3)
     if not ones_row:
         return win.reshape(n, ck, length)
@@ -92,11 +131,13 @@ def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False) -> np.n
 
 def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
     """col2im, the adjoint of `unfold`: (N, C*KH*KW, OH*OW) -> (N, C, H, W), overlapping
-    windows adding up. Loops over kernel offsets only, with slice +=."""
+    windows adding up. Loops over kernel offsets only, with slice +=. The result has the
+    columns' layout: batch innermost if it is innermost in `cols`."""
     n, c, h, w = input_shape
     (t, b), (left, r) = padding
     g = cols.reshape(n, c, kernel[0], kernel[1], out_hw[0], out_hw[1])
-    out = np.zeros((n, c, h + t + b, w + left + r), dtype=cols.dtype)
+    order = (1, 2, 3, 0) if memory_order(cols)[-1] == 0 and n > 1 else (0, 1, 2, 3)
+    out = empty_as((n, c, h + t + b, w + left + r), cols.dtype, order, zeros=True)
     for i, j, rows, cols_ in offset_slices(kernel, stride, dilation, out_hw):
         out[:, :, rows, cols_] += g[:, :, i, j]
     return _unpad(out, padding)
@@ -126,7 +167,7 @@ def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
     """Max over each window, padding with -inf. Returns (out, arg): arg is the kernel offset
     (i*KW + j) of each window's first maximum (None unless `with_arg`)."""
     xp = pad4(x, padding, -np.inf)
-    if not with_arg and stride == kernel and dilation == (1, 1):
+    if not with_arg and stride == kernel and dilation == (1, 1) and xp.flags.c_contiguous:
         return _max_pool_tiled(xp, kernel, out_hw), None
     slices = [xp[:, :, rows, cols] for _, _, rows, cols in offset_slices(kernel, stride, dilation, out_hw)]
     if len(slices) == 1:
@@ -170,15 +211,17 @@ def _max_pool_tiled(xp, kernel, out_hw):
 
 def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
     """Gradient of max_pool: each output's gradient goes to its window's maximum (adding up
-    where windows overlap). g, arg: (N, C, OH, OW) -> (N, C, H, W)."""
+    where windows overlap). g, arg: (N, C, OH, OW) -> (N, C, H, W), in arg's layout."""
     n, c, h, w = input_shape
     (t, b), (left, r) = padding
     shape = (n, c, h + t + b, w + left + r)
     disjoint = _windows_disjoint(kernel, stride, dilation)
     covered = disjoint and stride == kernel and all(
         o * s == size for o, s, size in zip(arg.shape[2:], stride, shape[2:]))
-    out = np.empty(shape, dtype=g.dtype) if covered else np.zeros(shape, dtype=g.dtype)
-    hit = np.empty(arg.shape, dtype=bool)
+    order = memory_order(arg)
+    out = empty_as(shape, g.dtype, order, zeros=not covered)
+    g = in_order(g, order)  # one layout for all the passes below
+    hit = np.empty_like(arg, dtype=bool)
     for o, (_, _, rows, cols) in enumerate(offset_slices(kernel, stride, dilation, arg.shape[2:])):
         np.equal(arg, o, out=hit)
         if disjoint:  # each input position is in one window at most: write, don't add
@@ -191,7 +234,7 @@ def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
 def pool_gather(x, arg, kernel, stride, padding, dilation):
     """The values of x at the recorded maxima: the adjoint of `pool_scatter`."""
     xp = pad4(x, padding, 0.0)
-    out = np.zeros(arg.shape, dtype=x.dtype)
+    out = empty_as(arg.shape, x.dtype, memory_order(arg), zeros=True)
     for o, (_, _, rows, cols) in enumerate(offset_slices(kernel, stride, dilation, arg.shape[2:])):
         np.copyto(out, xp[:, :, rows, cols], where=arg == o)
     return out

@@ -590,6 +590,16 @@ def _refcounts(g: Tensor) -> tuple:
     return sys.getrefcount(g), sys.getrefcount(arr)
 
 
+def _owner_refcount(arr: np.ndarray) -> int:
+    """References to the array that owns a view's memory. With `_SOLE_OWNER_REFCOUNT` only this
+    view refers to it (numpy points every view at the owner), so the view's memory is its own;
+    -1 when the owner is not a plain ndarray that owns its memory."""
+    base = arr.base
+    if not isinstance(base, np.ndarray) or base.base is not None:
+        return -1
+    return sys.getrefcount(base)
+
+
 def _sole_refcounts() -> tuple:
     g = Tensor._make(np.empty(1))  # held by this local variable only
     return _refcounts(g)
@@ -636,8 +646,8 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
                     "Trying to backward through the graph a second time: its saved values were freed "
                     "after the first backward. Pass retain_graph=True to the first backward."
                 )
-            ctx.grad_is_free = (not create_graph and g.data.base is None and g.data.flags.writeable
-                                and _refcounts(g) == _SOLE_REFCOUNTS)
+            ctx.grad_is_free = (not create_graph and g.data.flags.writeable and _refcounts(g) == _SOLE_REFCOUNTS
+                                and (g.data.base is None or _owner_refcount(g.data) == _SOLE_OWNER_REFCOUNT))
             in_grads = ctx.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -680,5 +690,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 _SOLE_REFCOUNTS = _sole_refcounts()
+_SOLE_OWNER_REFCOUNT = _owner_refcount(np.empty((2, 2)).T)  # a transposed view of a fresh array
 
 from . import ops  # noqa: E402  (ops needs Tensor and Function defined above)

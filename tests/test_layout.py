@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_cnn.functional as F
-from tinygrad_cnn import Tensor, gradcheck, gradgradcheck, kernels
-from tinygrad_cnn.ops import _batch_inner, _max0
+from tinygrad_cnn import Tensor, gradcheck, gradgradcheck, kernels, ops
+from tinygrad_cnn.ops import _batch_inner, _chunk, _max0
 
 HWNC = (2, 3, 0, 1)  # memory order of conv2d's output: (OH, OW, N, C) outermost to innermost
 
@@ -35,7 +35,14 @@ def test_matmul_of_a_batch_inner_stack_matches_numpy(a, b):
     assert gradgradcheck(lambda x, y: (x @ y).tanh(), ta, tb)
 
 
-def test_matmul_gradients_do_not_depend_on_the_layout(rng):
+def test_chunk_divides_the_positions():
+    assert _chunk(576, 100) == 12 and _chunk(576, 1) == 576 and _chunk(7, 1000) == 1 and _chunk(6, 5) == 6
+    assert _chunk(6, 100, target=350) == 3
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 6])
+def test_matmul_gradients_do_not_depend_on_the_layout(rng, monkeypatch, chunk):
+    monkeypatch.setattr(ops, "_chunk", lambda length, n: chunk)
     a, b, g = rng.standard_normal((4, 3)), rng.standard_normal((5, 3, 6)), rng.standard_normal((5, 4, 6))
     grads = []
     for bb, gg in ((b, g), (batch_inner(b), hwnc(g[..., None])[..., 0])):

@@ -112,7 +112,7 @@ def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False, batch_i
     n, c = x.shape[:2]
     ck, length = c * kernel[0] * kernel[1], out_hw[0] * out_hw[1]
     if batch_inner:
-        xt = np.ascontiguousarray(pad4(x, padding).transpose(1, 2, 3, 0))  # (C, Hp, Wp, N)
+        xt = _padded_chwn(x, padding)
         out = np.empty((ck + ones_row, out_hw[0], out_hw[1], n), dtype=x.dtype)
         blocks = out[:ck].reshape(c, kernel[0], kernel[1], out_hw[0], out_hw[1], n)
         for i, j, rows, cols in offset_slices(kernel, stride, dilation, out_hw):
@@ -126,6 +126,18 @@ def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False, batch_i
     out = np.empty((n, ck + 1, length), dtype=x.dtype)
     out[:, :ck].reshape(win.shape)[...] = win
     out[:, ck] = 1
+    return out
+
+
+def _padded_chwn(x, padding) -> np.ndarray:
+    """The (C, Hp, Wp, N) array of x (N, C, H, W) padded with zeros: one copy at most."""
+    (t, b), (left, r) = padding
+    xt = x.transpose(1, 2, 3, 0)
+    if t == b == left == r == 0:
+        return np.ascontiguousarray(xt)
+    n, c, h, w = x.shape
+    out = np.zeros((c, h + t + b, w + left + r, n), dtype=x.dtype)
+    out[:, t:t + h, left:left + w] = xt
     return out
 
 

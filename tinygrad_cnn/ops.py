@@ -190,20 +190,32 @@ class MatMul(Function):
         b2 = b.unsqueeze(-1) if b.ndim == 1 else b
         g2 = g.unsqueeze(-1) if b.ndim == 1 else g
         g2 = g2.unsqueeze(-2) if a.ndim == 1 else g2
+        if a.ndim == 2 and _batch_inner(b.data):
+            return self._batch_inner_backward(g)
         ga = gb = None
-        if self.needs_input_grad[0] and a.ndim == 2 and _batch_inner(b.data):
-            # the sum over n of g[n] @ b[n].mT, as L / c products that each contract over c
-            # positions of the whole batch: (L/c, K, c*N) @ (L/c, c*N, M), views in b's and g's layout
-            (n, k, length), m = b.shape, a.shape[0]
-            c = _chunk(length, n)
-            bc = b.permute(1, 2, 0).reshape(k, length // c, c * n).permute(1, 0, 2)
-            ga = (bc @ g.permute(2, 0, 1).reshape(length // c, c * n, m)).sum(0).mT
-        elif self.needs_input_grad[0]:
+        if self.needs_input_grad[0]:
             ga = g2 @ b2.mT
             ga = unbroadcast(ga.squeeze(-2) if a.ndim == 1 else ga, a.shape)
         if self.needs_input_grad[1]:
             gb = a2.mT @ g2
             gb = unbroadcast(gb.squeeze(-1) if b.ndim == 1 else gb, b.shape)
+        return ga, gb
+
+    def _batch_inner_backward(self, g):
+        """The adjoint of forward's one-product path: (M, K) @ (N, K, L) laid out (K, L, N),
+        and g (N, M, L) laid out (L, N, M) as forward made it. All reshapes below are views then."""
+        a, b = self.inputs
+        (n, k, length), m = b.shape, a.shape[0]
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            # the sum over n of g[n] @ b[n].mT, as L / c products that each contract over c
+            # positions of the whole batch: (L/c, K, c*N) @ (L/c, c*N, M)
+            c = _chunk(length, n)
+            bc = b.permute(1, 2, 0).reshape(k, length // c, c * n).permute(1, 0, 2)
+            ga = (bc @ g.permute(2, 0, 1).reshape(length // c, c * n, m)).sum(0).mT
+        if self.needs_input_grad[1]:
+            # one (K, M) @ (M, L*N) product, laid out (K, L, N) like b
+            gb = (a.mT @ g.permute(1, 2, 0).reshape(m, length * n)).reshape(k, length, n).permute(2, 0, 1)
         return ga, gb
 
 

@@ -1,9 +1,10 @@
 """The floor for a numpy framework: SimpleConvNet's training step written by hand.
 
-The same network, kernels (tinygrad_cnn.kernels, ReLU against a zero row) and optimizer
-(tinygrad_cnn.optim.Adam) as ours, but with the forward and backward passes written out
-in numpy, no graph, no autograd: what our step would cost with no framework at all. Run interleaved with ours (and
-PyTorch CPU when installed), as in bench_train_step.py. `check_gradients` shows that
+The same network, kernels (tinygrad_cnn.kernels, ReLU against a zero row), memory layout
+(the batch inside conv2d's columns and output) and optimizer (tinygrad_cnn.optim.Adam) as
+ours, but with the forward and backward passes written out in numpy, no graph, no
+autograd: what our step would cost with no framework at all. Run interleaved with ours
+(and PyTorch CPU when installed), as in bench_train_step.py. `check_gradients` shows that
 the hand-written backward and our autograd agree, so the two do the same work.
 
 Usage: python benchmarks/bench_hand_numpy.py [--repeats 300] [--batch 100] [--json out.json]
@@ -22,7 +23,7 @@ from common import images_and_labels, interleaved, torch_or_none, write_json  # 
 
 from tinygrad_cnn import Tensor, kernels, manual_seed, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
-from tinygrad_cnn.ops import _max0  # noqa: E402
+from tinygrad_cnn.ops import _chunk, _max0  # noqa: E402
 
 CONV = ((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1), (24, 24))  # kernel, stride, padding, dilation, out
 POOL = ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))
@@ -41,12 +42,15 @@ class HandNet:
             [getattr(net, k).data.copy() for k in ("W2", "b2", "W3", "b3")]
 
     def gradients(self, x, t):
-        """Loss gradients for (W1|b1, W2, b2, W3, b3): forward and backward by hand."""
+        """Loss gradients for (W1|b1, W2, b2, W3, b3): forward and backward by hand, in the
+        layout ours uses (columns (26, L*N), conv output (L*N, 30): the batch inside)."""
         w1, w2, b2, w3, b3 = self.params
         n = len(x)
-        cols = kernels.unfold(x, *CONV, ones_row=True)  # (N, 26, 576)
-        y1 = _max0(np.matmul(w1, cols)).reshape(n, -1, 24, 24)
-        mask1 = y1 != 0  # as ours: not <= 0
+        cols = kernels.unfold(x, *CONV, ones_row=True, batch_inner=True)  # (N, 26, 576), laid out (26, 576, N)
+        bm = cols.transpose(1, 2, 0).reshape(len(cols[0]), -1)  # (26, 576 * N), a view
+        y = _max0(bm.T @ w1.T)  # (576 * N, 30): one product
+        mask1 = y != 0  # as ours: not <= 0
+        y1 = y.reshape(24, 24, n, -1).transpose(2, 3, 0, 1)  # (N, 30, 24, 24) view
         pooled, arg = kernels.max_pool(y1, *POOL, (12, 12))
         flat = pooled.reshape(n, -1)
         y2 = _max0(flat @ w2 + b2)
@@ -59,9 +63,11 @@ class HandNet:
         g_a2 = (g_logits @ w3.T) * (y2 > 0)
         g_w2, g_b2 = flat.T @ g_a2, g_a2.sum(axis=0)
         g_y1 = kernels.pool_scatter((g_a2 @ w2.T).reshape(pooled.shape), arg, y1.shape, *POOL)
-        g_y1 *= mask1
-        g_w1 = np.matmul(g_y1.reshape(n, w1.shape[0], -1), cols.transpose(0, 2, 1)).sum(axis=0)
-        return [g_w1, g_w2, g_b2, g_w3, g_b3]
+        g_y = g_y1.transpose(2, 3, 0, 1).reshape(y.shape)  # (576 * N, 30) view
+        g_y *= mask1
+        c = _chunk(576, n)  # as ours: products contracting over c * N values
+        g_w1 = np.matmul(bm.reshape(-1, 576 // c, c * n).transpose(1, 0, 2), g_y.reshape(576 // c, c * n, -1))
+        return [g_w1.sum(axis=0).T, g_w2, g_b2, g_w3, g_b3]
 
 
 def hand_case(x, t):

@@ -67,8 +67,8 @@ def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False):
 
 
 class Unfold(Function):
-    """im2col: (N, C, H, W) -> (N, C*KH*KW [+1], OH*OW) (+1: a row of ones, for a bias).
-    Its backward is `Fold` (col2im)."""
+    """im2col: (N, C, H, W) -> (N, C*KH*KW [+1], OH*OW) (+1: a row of ones, for a bias;
+    batch_inner: laid out for one matrix product, see `kernels.unfold`). Its backward is `Fold` (col2im)."""
 
     def forward(self, x, geom, ones_row=False, batch_inner=False):
         return kernels.unfold(x, *geom, ones_row=ones_row, batch_inner=batch_inner)

@@ -186,12 +186,12 @@ class MatMul(Function):
 
     def backward(self, g):
         a, b = self.inputs
+        if a.ndim == 2 and _batch_inner(b.data):
+            return self._batch_inner_backward(g)
         a2 = a.unsqueeze(0) if a.ndim == 1 else a
         b2 = b.unsqueeze(-1) if b.ndim == 1 else b
         g2 = g.unsqueeze(-1) if b.ndim == 1 else g
         g2 = g2.unsqueeze(-2) if a.ndim == 1 else g2
-        if a.ndim == 2 and _batch_inner(b.data):
-            return self._batch_inner_backward(g)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = g2 @ b2.mT

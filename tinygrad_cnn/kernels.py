@@ -59,13 +59,16 @@ def in_order(a: np.ndarray, order: tuple) -> np.ndarray:
     return out
 
 
-def pad4(x: np.ndarray, padding, value=0.0) -> np.ndarray:
-    """Pad H and W of an (N, C, H, W) array by ((top, bottom), (left, right))."""
+def pad4(x: np.ndarray, padding, value=0.0, order=None) -> np.ndarray:
+    """Pad H and W of an (N, C, H, W) array by ((top, bottom), (left, right)); x itself when
+    there is no padding. The padded array is laid out in `order` (default: x's layout)."""
     (t, b), (left, r) = padding
     if t == b == left == r == 0:
         return x
-    out = empty_as(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + left + r), x.dtype, memory_order(x))
-    out.fill(value)
+    out = empty_as(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + left + r), x.dtype,
+                   memory_order(x) if order is None else order, zeros=value == 0)
+    if value != 0:
+        out.fill(value)
     out[:, :, t:t + x.shape[2], left:left + x.shape[3]] = x
     return out
 
@@ -99,6 +102,9 @@ def offset_slices(kernel, stride, dilation, out_hw):
                    slice(c0, c0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
 
 
+_CHWN = (1, 2, 3, 0)  # memory order of (N, C, H, W) axes with the batch innermost
+
+
 def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False, batch_inner=False) -> np.ndarray:
     """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW), PyTorch's unfold layout.
 
@@ -112,7 +118,7 @@ def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False, batch_i
     n, c = x.shape[:2]
     ck, length = c * kernel[0] * kernel[1], out_hw[0] * out_hw[1]
     if batch_inner:
-        xt = _padded_chwn(x, padding)
+        xt = in_order(pad4(x, padding, order=_CHWN), _CHWN).transpose(1, 2, 3, 0)  # (C, Hp, Wp, N)
         out = np.empty((ck + ones_row, out_hw[0], out_hw[1], n), dtype=x.dtype)
         blocks = out[:ck].reshape(c, kernel[0], kernel[1], out_hw[0], out_hw[1], n)
         for i, j, rows, cols in offset_slices(kernel, stride, dilation, out_hw):
@@ -129,18 +135,6 @@ def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False, batch_i
     return out
 
 
-def _padded_chwn(x, padding) -> np.ndarray:
-    """The (C, Hp, Wp, N) array of x (N, C, H, W) padded with zeros: one copy at most."""
-    (t, b), (left, r) = padding
-    xt = x.transpose(1, 2, 3, 0)
-    if t == b == left == r == 0:
-        return np.ascontiguousarray(xt)
-    n, c, h, w = x.shape
-    out = np.zeros((c, h + t + b, w + left + r, n), dtype=x.dtype)
-    out[:, t:t + h, left:left + w] = xt
-    return out
-
-
 def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
     """col2im, the adjoint of `unfold`: (N, C*KH*KW, OH*OW) -> (N, C, H, W), overlapping
     windows adding up. Loops over kernel offsets only, with slice +=. The result has the
@@ -148,7 +142,7 @@ def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.nda
     n, c, h, w = input_shape
     (t, b), (left, r) = padding
     g = cols.reshape(n, c, kernel[0], kernel[1], out_hw[0], out_hw[1])
-    order = (1, 2, 3, 0) if memory_order(cols)[-1] == 0 and n > 1 else (0, 1, 2, 3)
+    order = _CHWN if memory_order(cols)[-1] == 0 and n > 1 else (0, 1, 2, 3)
     out = empty_as((n, c, h + t + b, w + left + r), cols.dtype, order, zeros=True)
     for i, j, rows, cols_ in offset_slices(kernel, stride, dilation, out_hw):
         out[:, :, rows, cols_] += g[:, :, i, j]

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lecture_baseline as lec  # noqa: E402
-from common import interleaved, torch_or_none, write_json  # noqa: E402
+from common import interleaved, print_results, torch_or_none, write_json  # noqa: E402
 
 import tinygrad_cnn.functional as F  # noqa: E402
 from tinygrad_cnn import Tensor  # noqa: E402
@@ -79,10 +79,7 @@ def main(argv=None):
         result["ratios"][f"{op} ours/lecture"] = ms[f"ours {op}"] / ms[f"lecture {op}"]
         if torch is not None:
             result["ratios"][f"{op} ours/torch"] = ms[f"ours {op}"] / ms[f"torch {op}"]
-    for name, v in ms.items():
-        print(f"{name:22s} {v:8.2f} ms")
-    for name, v in result["ratios"].items():
-        print(f"{name:28s} {v:6.2f}x")
+    print_results(ms, result["ratios"])
     if args.json:
         write_json(args.json, result)
     return result

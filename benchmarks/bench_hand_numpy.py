@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_train_step import ours_case, torch_case  # noqa: E402
-from common import images_and_labels, interleaved, torch_or_none, write_json  # noqa: E402
+from common import images_and_labels, interleaved, print_results, torch_or_none, write_json  # noqa: E402
 
 from tinygrad_cnn import Tensor, kernels, manual_seed, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
@@ -110,11 +110,7 @@ def main(argv=None) -> dict:
               "gradient_max_rel_diff": check_gradients(x, t), "batch": args.batch, "cores": os.cpu_count()}
     if torch is not None:
         result["hand/torch"] = ms["hand-written numpy step"] / ms["torch step"]
-    for name, v in ms.items():
-        print(f"{name:26s} {v:8.2f} ms")
-    for name in ("ours/hand", "hand/torch"):
-        if name in result:
-            print(f"{name:26s} {result[name]:8.2f}x")
+    print_results(ms, {name: result[name] for name in ("ours/hand", "hand/torch") if name in result})
     print(f"gradients, hand vs autograd: max relative difference {result['gradient_max_rel_diff']:.1e}")
     if args.json:
         write_json(args.json, result)

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lecture_baseline as lec  # noqa: E402
-from common import images_and_labels, interleaved, torch_or_none, write_json  # noqa: E402
+from common import images_and_labels, interleaved, print_results, torch_or_none, write_json  # noqa: E402
 
 from tinygrad_cnn import Tensor, manual_seed, no_grad, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
@@ -132,10 +132,7 @@ def main(argv=None) -> dict:
             ratios[f"{what} lecture/ours (speed-up)"] = ms[f"lecture {what}"] / ms[f"ours {what}"]
     result = {"ms": ms, "ratios": ratios, "batch": args.batch, "cores": os.cpu_count(),
               "memory": memory(cases["ours step"], args.memory_steps)}
-    for name, v in ms.items():
-        print(f"{name:20s} {v:8.2f} ms")
-    for name, v in ratios.items():
-        print(f"{name:32s} {v:6.2f}x")
+    print_results(ms, ratios)
     for name, v in result["memory"].items():
         print(f"memory {name:28s} {v:8.2f}" + (" MB" if name.endswith("mb") else ""))
     if args.json:

@@ -47,6 +47,15 @@ def torch_or_none():
     return torch
 
 
+def print_results(ms: dict, ratios: dict) -> None:
+    """Print the median ms of each case, then each ratio, one per line."""
+    width = max(map(len, [*ms, *ratios]))
+    for name, v in ms.items():
+        print(f"{name:{width}s} {v:8.2f} ms")
+    for name, v in ratios.items():
+        print(f"{name:{width}s} {v:8.2f}x")
+
+
 def write_json(path: str, data: dict) -> None:
     """Write `data` to `path` atomically."""
     atomic_write(path, json.dumps(data, indent=2).encode())

@@ -84,7 +84,7 @@ def test_relu_and_max_pool_keep_the_layout_and_their_gradients(x, k, pad):
         y = F.max_pool2d(t.relu(), k, stride=2, padding=pad)
         if data is not x:
             assert kernels.memory_order(y.data) == HWNC
-        g = np.arange(y.size, dtype=np.float64).reshape(y.shape)
+        g = np.arange(y.numel(), dtype=np.float64).reshape(y.shape)
         y.backward(g)
         outs.append(y.data)
         grads.append(t.grad.data)

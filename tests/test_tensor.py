@@ -37,7 +37,7 @@ def test_non_numeric_data_is_a_type_error():
 
 def test_properties():
     t = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, name="w")
-    assert t.shape == (2, 3) and t.ndim == 2 and t.size == 6 and t.numel() == 6
+    assert t.shape == (2, 3) and t.ndim == 2 and t.size() == (2, 3) and t.size(1) == 3 and t.numel() == 6
     assert t.name == "w" and t.is_leaf and t.grad is None
     assert t.T.shape == (3, 2)
     assert t.numpy() is t.data

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, enable_grad, grad, no_grad
+from .autograd import enable_grad, grad, no_grad
+from .tensor import Tensor
 
 
 def _as_float64(inputs):

@@ -2,30 +2,55 @@
 
 Backward rules are written in Tensor ops, so the engine can record them when
 `create_graph=True` (gradients of gradients). Tensor's methods and operators call these.
+`SAVES` says which tensors each backward reads (checked for in-place changes).
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
-from . import kernels
+from . import dtypes, kernels
+from .errors import DTypeError, IndexOutOfRangeError, ShapeError, dim_out_of_range
 from .tensor import Function, Tensor
 
 # ----------------------------------------------------------------------------- helpers
 
+MinMax = namedtuple("MinMax", ["values", "indices"])  # what max(dim) / min(dim) return, as torch.return_types
+
 
 def as_tensor(x, like: Tensor | None = None) -> Tensor:
-    """`x` as a Tensor; a Python scalar takes `like`'s floating dtype (no float64 promotion)."""
+    """`x` as a Tensor; a Python number becomes a 0-d constant of the dtype it promotes to with `like`."""
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, (bool, int, float)) and like is not None:
-        if np.issubdtype(like.dtype, np.floating):
-            return Tensor._constant(np.asarray(x, dtype=like.dtype))
-        if isinstance(x, float):
-            return Tensor._constant(np.asarray(x, dtype=np.float32))
-        return Tensor._constant(np.asarray(x, dtype=like.dtype if not isinstance(x, bool) else bool))
+    if isinstance(x, (bool, int, float)):
+        dt = dtypes.result_type(like, x) if like is not None else dtypes.scalar_dtype(x)
+        return Tensor._constant(np.array(x).astype(dt))
     if isinstance(x, (np.ndarray, np.generic)):
         return Tensor._make(np.asarray(x))
     return Tensor(x)
+
+
+def _cast(x, dt) -> Tensor:
+    """Operand `x` (Tensor, array or number) in dtype dt; differentiable for a tensor that requires grad."""
+    if isinstance(x, Tensor):
+        if x.dtype == dt:
+            return x
+        return x.to(dt) if x.requires_grad else Tensor._make(x.data.astype(dt))
+    if isinstance(x, (bool, int, float)):
+        return Tensor._constant(np.array(x).astype(dt))
+    return Tensor._make(np.asarray(x).astype(dt, copy=False))
+
+
+def binary(cls, a, b) -> Tensor:
+    """cls.apply(a, b) after PyTorch's type promotion; a or b may be a number or an array."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype and (
+            a.dtype.kind == "f" or cls is not Div):
+        return cls.apply(a, b)
+    dt = dtypes.result_type(a, b)
+    if cls is Div and dt.kind != "f":  # true division of integers gives the default float dtype
+        dt = dtypes.get_default_dtype()
+    return cls.apply(_cast(a, dt), _cast(b, dt))
 
 
 def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
@@ -37,29 +62,31 @@ def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     return g.sum(dim=axes).reshape(shape) if axes else g.reshape(shape)
 
 
-def _broadcasting(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """fn(a, b); a broadcast failure is reported with the op's name and both shapes."""
+def broadcasting(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """fn(a, b); a broadcast failure is a ShapeError naming the op and both shapes."""
     try:
         return fn(a, b)
     except ValueError:
         try:
             np.broadcast_shapes(a.shape, b.shape)
         except ValueError:
-            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+            raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
         raise
 
 
-def _norm_dims(dim, ndim: int, op: str):
-    """`dim` (None, int or tuple) as a sorted tuple of non-negative axes."""
+def norm_dims(dim, ndim: int, op: str):
+    """`dim` (None, int or tuple) as a sorted tuple of non-negative axes. A 0-d tensor accepts
+    dim 0 or -1 (as PyTorch does) and has no axes to reduce."""
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    n = max(ndim, 1)
     out = []
     for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise ValueError(f"{op}: dim {d} is out of range for a tensor with {ndim} dimensions")
-        out.append(int(d) % max(ndim, 1))
-    return tuple(sorted(set(out)))
+        if not isinstance(d, (int, np.integer)) or not -n <= d < n:
+            raise dim_out_of_range(op, d, ndim)
+        out.append(int(d) % n)
+    return tuple(sorted(set(out))) if ndim else ()
 
 
 def _keepdim_shape(shape, dims):
@@ -73,7 +100,7 @@ class Add(Function):
     """a + b with broadcasting; each gradient is summed back to its input's shape."""
 
     def forward(self, a, b):
-        return _broadcasting("add", np.add, a, b)
+        return broadcasting("add", np.add, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -86,7 +113,7 @@ class Sub(Function):
     """a - b with broadcasting."""
 
     def forward(self, a, b):
-        return _broadcasting("sub", np.subtract, a, b)
+        return broadcasting("sub", np.subtract, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -98,8 +125,10 @@ class Sub(Function):
 class Mul(Function):
     """a * b with broadcasting."""
 
+    SAVES = {0: (1,), 1: (0,)}
+
     def forward(self, a, b):
-        return _broadcasting("mul", np.multiply, a, b)
+        return broadcasting("mul", np.multiply, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -109,13 +138,12 @@ class Mul(Function):
 
 
 class Div(Function):
-    """a / b with broadcasting; int / int gives float32."""
+    """a / b with broadcasting (`binary` gives integer operands the default float dtype first)."""
+
+    SAVES = {0: (1,), 1: (0, 1)}
 
     def forward(self, a, b):
-        out = _broadcasting("div", np.true_divide, a, b)
-        if a.dtype.kind in "iub" and b.dtype.kind in "iub":
-            out = out.astype(np.float32)  # int / int is float32, as in PyTorch
-        return out
+        return broadcasting("div", np.true_divide, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -125,15 +153,24 @@ class Div(Function):
 
 
 class Pow(Function):
-    """a ** b with broadcasting; d/db uses log(a), so it needs a > 0 where b requires grad."""
+    """a ** b with broadcasting. As in PyTorch, d/da is 0 where b == 0 and d/db is 0 where
+    a == 0 and b >= 0 (instead of the 0 * inf = nan of the plain formulas)."""
+
+    SAVES = {0: (0, 1), 1: (0, 1, "out")}
 
     def forward(self, a, b):
-        return _broadcasting("pow", np.power, a, b)
+        if a.dtype.kind in "iu" and b.dtype.kind in "iu" and np.any(b < 0):
+            raise ValueError("pow: integers to negative integer powers are not allowed")
+        return broadcasting("pow", np.power, a, b)
 
     def backward(self, g):
         a, b = self.inputs
-        ga = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
-        gb = unbroadcast(g * self.output * a.log(), b.shape) if self.needs_input_grad[1] else None
+        zero = Tensor._constant(np.zeros((), dtype=g.dtype))
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = unbroadcast(where(b.data == 0, zero, g * b * a ** (b - 1)), a.shape)
+        if self.needs_input_grad[1]:
+            gb = unbroadcast(where((a.data == 0) & (b.data >= 0), zero, g * self.output * a.log()), b.shape)
         return ga, gb
 
 
@@ -168,21 +205,25 @@ class MatMul(Function):
     """
 
     OP_NAME = "matmul"
+    SAVES = {0: (1,), 1: (0,)}
 
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+            raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        if a.dtype != b.dtype:
+            raise DTypeError(f"matmul: both operands must have the same dtype, got {a.dtype} and {b.dtype}; "
+                             f"cast one with .to()")
         ka = a.shape[-1]
         kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
         if ka != kb:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match ({ka} != {kb})")
+            raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
         if a.ndim == 2 and _batch_inner(b):  # (M, K) @ (N, K, L): one (L*N, K) @ (K, M) product
             n, k, length = b.shape
             return (b.transpose(1, 2, 0).reshape(k, length * n).T @ a.T).reshape(length, n, -1).transpose(1, 2, 0)
         try:
             return np.matmul(a, b)
         except ValueError:
-            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+            raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
 
     def backward(self, g):
         a, b = self.inputs
@@ -225,6 +266,8 @@ class MatMul(Function):
 class Exp(Function):
     """exp(a); backward reuses the output."""
 
+    SAVES = {0: ("out",)}
+
     def forward(self, a):
         return np.exp(a)
 
@@ -234,6 +277,8 @@ class Exp(Function):
 
 class Log(Function):
     """log(a)."""
+
+    SAVES = {0: (0,)}
 
     def forward(self, a):
         return np.log(a)
@@ -245,6 +290,8 @@ class Log(Function):
 class Sqrt(Function):
     """sqrt(a); backward reuses the output."""
 
+    SAVES = {0: ("out",)}
+
     def forward(self, a):
         return np.sqrt(a)
 
@@ -254,6 +301,8 @@ class Sqrt(Function):
 
 class Tanh(Function):
     """tanh(a); backward reuses the output."""
+
+    SAVES = {0: ("out",)}
 
     def forward(self, a):
         return np.tanh(a)
@@ -266,6 +315,8 @@ class Tanh(Function):
 class Sigmoid(Function):
     """1 / (1 + exp(-a)), computed without overflow; backward reuses the output."""
 
+    SAVES = {0: ("out",)}
+
     def forward(self, a):
         # exp of a non-positive number only: no overflow for large |a|
         e = np.exp(-np.abs(a))
@@ -277,7 +328,11 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """max(a, 0); the gradient passes where the output is not <= 0 (positive or NaN, as in PyTorch)."""
+    """max(a, 0); the gradient passes where the output is not <= 0 (positive or NaN, as in PyTorch).
+    Backward reads a mask kept from forward; like PyTorch (which reads the output) it refuses
+    to run if the output was changed in place."""
+
+    SAVES = {0: ("out",)}
 
     def forward(self, a):
         out = _max0(a)
@@ -323,6 +378,8 @@ def _max0(a: np.ndarray) -> np.ndarray:
 class Abs(Function):
     """|a|; gradient sign(a) (0 at 0)."""
 
+    SAVES = {0: (0,)}
+
     def forward(self, a):
         return np.abs(a)
 
@@ -347,7 +404,7 @@ class Where(Function):
         try:
             return np.where(cond, a, b)
         except ValueError:
-            raise ValueError(f"where: condition {cond.shape}, a {a.shape} and b {b.shape} cannot be broadcast "
+            raise ShapeError(f"where: condition {cond.shape}, a {a.shape} and b {b.shape} cannot be broadcast "
                              "together") from None
 
     def backward(self, g):
@@ -365,8 +422,8 @@ class Sum(Function):
     """Sum over dims; backward broadcasts the gradient back."""
 
     def forward(self, a, dim=None, keepdim=False):
-        self.dims = _norm_dims(dim, a.ndim, "sum")
-        return np.sum(a, axis=self.dims, keepdims=keepdim)
+        self.dims = norm_dims(dim, a.ndim, "sum")
+        return np.sum(a, axis=self.dims, keepdims=keepdim, dtype=np.int64 if a.dtype.kind in "biu" else None)
 
     def backward(self, g):
         a = self.inputs[0]
@@ -376,10 +433,12 @@ class Sum(Function):
 class Amax(Function):
     """Max over `dim`; ties share the gradient equally (as in PyTorch's amax)."""
 
+    SAVES = {0: (0, "out")}
+
     def forward(self, a, dim=None, keepdim=False):
         if a.size == 0:
-            raise ValueError(f"amax: tensor of shape {a.shape} is empty")
-        self.dims = _norm_dims(dim, a.ndim, "amax")
+            raise ShapeError(f"amax: tensor of shape {a.shape} is empty")
+        self.dims = norm_dims(dim, a.ndim, "amax")
         out = np.amax(a, axis=self.dims, keepdims=True)
         mask = a == out
         self.share = (mask / mask.sum(axis=self.dims, keepdims=True)).astype(a.dtype)
@@ -394,25 +453,34 @@ class Amax(Function):
 
 
 class Reshape(Function):
-    """A new shape for the same elements."""
+    """A new shape for the same elements (a view of the input where numpy can)."""
+
+    IS_VIEW = True
 
     def forward(self, a, shape):
         try:
             return a.reshape(shape)
         except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
-                             f"into {shape}") from None
+            raise ShapeError(f"reshape: shape {shape} is invalid for a tensor of shape {a.shape} "
+                             f"({a.size} elements)") from None
 
     def backward(self, g):
         return g.reshape(self.inputs[0].shape)
 
 
 class Permute(Function):
-    """Dimensions reordered; backward applies the inverse permutation."""
+    """Dimensions reordered (a view); backward applies the inverse permutation."""
+
+    IS_VIEW = True
 
     def forward(self, a, dims):
+        if len(dims) != a.ndim:
+            raise ShapeError(f"permute: {len(dims)} dims {dims} given for a tensor with {a.ndim} dimensions {a.shape}")
+        for d in dims:
+            if not -max(a.ndim, 1) <= d < max(a.ndim, 1):
+                raise dim_out_of_range("permute", d, a.ndim)
         if sorted(d % max(a.ndim, 1) for d in dims) != list(range(a.ndim)):
-            raise ValueError(f"permute: dims {dims} are not a permutation of the {a.ndim} dimensions of {a.shape}")
+            raise ShapeError(f"permute: dims {dims} are not a permutation of the {a.ndim} dimensions of {a.shape}")
         self.dims = tuple(d % a.ndim for d in dims)
         return a.transpose(self.dims)
 
@@ -421,56 +489,194 @@ class Permute(Function):
 
 
 class Expand(Function):
-    """Broadcast to a larger shape; backward sums back."""
+    """Broadcast to a larger shape (a read-only view); backward sums back."""
+
+    IS_VIEW = True
 
     def forward(self, a, shape):
         try:
             return np.broadcast_to(a, shape)
         except ValueError:
-            raise ValueError(f"expand: a tensor of shape {a.shape} cannot be expanded to {shape}") from None
+            raise ShapeError(f"expand: a tensor of shape {a.shape} cannot be expanded to {shape}") from None
 
     def backward(self, g):
         return unbroadcast(g, self.inputs[0].shape)
 
 
-def _index_arrays(index):
-    """A Tensor-free index: Tensors in it become arrays."""
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index.data if isinstance(index, Tensor) else index
+def _index_item(i):
+    """One item of an index, as numpy takes it: Tensors and lists become arrays, a 0-d integer
+    array an int (PyTorch selects with it, as with an int)."""
+    if isinstance(i, Tensor):
+        i = i.data
+    elif isinstance(i, list):
+        i = np.asarray([x.data if isinstance(x, Tensor) else x for x in i])
+    if isinstance(i, np.ndarray):
+        if i.dtype.kind not in "biu":
+            raise IndexOutOfRangeError(f"tensors used as indices must be integer or bool, got dtype {i.dtype}")
+        if i.ndim == 0 and i.dtype.kind != "b":
+            return int(i)
+    return i
 
 
-def _is_basic(index) -> bool:
-    items = index if isinstance(index, tuple) else (index,)
-    return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
+def torch_index(index) -> tuple:
+    """PyTorch's indexing as numpy indexing steps, applied in turn. They differ when ints and
+    arrays are mixed: PyTorch selects with the ints first and then indexes what is left with
+    the arrays (x[0, :, idx] has shape (x.shape[1], len(idx))); numpy broadcasts ints with the
+    arrays. Without that mix, one step, the index itself."""
+    items = [_index_item(i) for i in (index if isinstance(index, tuple) else (index,))]
+    arrays = any(isinstance(i, np.ndarray) for i in items)
+    ints = any(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items)
+    if not (arrays and ints):
+        return (tuple(items),)
+    select, rest = [], []
+    for i in items:
+        if isinstance(i, np.ndarray):  # kept for the second step; a k-d bool mask spans k dims
+            select.extend([slice(None)] * (i.ndim if i.dtype.kind == "b" else 1))
+            rest.append(i)
+        elif isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            select.append(i)
+        else:  # slice, None, Ellipsis: applied in the first step, spanned by the second
+            select.append(i)
+            rest.append(Ellipsis if i is Ellipsis else slice(None))
+    return tuple(select), tuple(rest)
+
+
+def _is_basic(step) -> bool:
+    return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in step)
+
+
+def index_view(a: np.ndarray, steps: tuple, op: str) -> tuple:
+    """(the array that the last step indexes: a view of `a` after the first steps, the last step)."""
+    try:
+        for step in steps[:-1]:
+            a = a[step]
+        return a, steps[-1]
+    except IndexError as e:
+        raise IndexOutOfRangeError(f"{op}: index {steps} is invalid for a tensor of shape {a.shape}: {e}") from None
+
+
+def _indexed(a: np.ndarray, steps: tuple, op: str) -> np.ndarray:
+    view, last = index_view(a, steps, op)
+    try:
+        return view[last]
+    except IndexError as e:
+        raise IndexOutOfRangeError(f"{op}: index {last} is invalid for a tensor of shape {view.shape}: {e}") from None
 
 
 class GetItem(Function):
-    """a[index] for ints, slices, None, Ellipsis, integer and boolean arrays."""
+    """a[index] with PyTorch's rules (see `torch_index`): ints, slices, None, Ellipsis, integer
+    and boolean arrays. Basic indexes give a view of the input."""
 
-    def forward(self, a, index):
-        try:
-            return a[index]
-        except IndexError as e:
-            raise ValueError(f"index {index!r} is invalid for a tensor of shape {a.shape}: {e}") from None
+    IS_VIEW = True
+
+    def forward(self, a, steps):
+        return _indexed(a, steps, "index")
 
     def backward(self, g):
-        return IndexAdd.apply(g, index=self.attrs["index"], shape=self.inputs[0].shape)
+        return IndexAdd.apply(g, steps=self.attrs["steps"], shape=self.inputs[0].shape)
 
 
 class IndexAdd(Function):
-    """A zero tensor of `shape` with `g` added at `index` (repeated indices add up)."""
+    """A zero tensor of `shape` with `g` added at the index `steps` (repeated indices add up)."""
 
-    def forward(self, g, index, shape):
+    def forward(self, g, steps, shape):
         out = np.zeros(shape, dtype=g.dtype)
-        if _is_basic(index):
-            out[index] = g
+        view, last = index_view(out, steps, "index")
+        if _is_basic(last):
+            view[last] = g
         else:
-            np.add.at(out, index, g)
+            np.add.at(view, last, g)
         return out
 
     def backward(self, gg):
-        return gg[self.attrs["index"]]
+        return GetItem.apply(gg, steps=self.attrs["steps"])
+
+
+class SetItem(Function):
+    """a with a[index] = v (v broadcast to the indexed shape). The gradient to a is zero at the
+    index; to v, the gradient at the index summed back to v's shape."""
+
+    def forward(self, a, v, steps):
+        out = a.copy()
+        view, last = index_view(out, steps, "setitem")
+        try:
+            view[last] = v
+        except ValueError:
+            raise ShapeError(f"setitem: a value of shape {v.shape} cannot be broadcast to the indexed shape "
+                             f"{view[last].shape}") from None
+        return out
+
+    def backward(self, g):
+        steps = self.attrs["steps"]
+        a, v = self.inputs
+        ga = gv = None
+        if self.needs_input_grad[0]:
+            ga = SetItem.apply(g, Tensor._constant(np.zeros((), dtype=g.dtype)), steps=steps)
+        if self.needs_input_grad[1]:
+            gv = unbroadcast(GetItem.apply(g, steps=steps), v.shape)
+        return ga, gv
+
+
+class Clone(Function):
+    """A copy with its own memory; the gradient passes through."""
+
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, g):
+        return g
+
+
+class Copy(Function):
+    """`dst.copy_(src)`: src broadcast to dst's shape. dst's old values get no gradient."""
+
+    def forward(self, dst, src):
+        try:
+            return np.broadcast_to(src, dst.shape).astype(dst.dtype)
+        except ValueError:
+            raise ShapeError(f"copy_: a source of shape {src.shape} cannot be broadcast to {dst.shape}") from None
+
+    def backward(self, g):
+        return None, unbroadcast(g, self.inputs[1].shape) if self.needs_input_grad[1] else None
+
+
+class Clamp(Function):
+    """a clamped to [lo, hi] (numbers, either may be None); the gradient passes where lo <= a <= hi."""
+
+    SAVES = {0: (0,)}
+
+    def forward(self, a, lo=None, hi=None):
+        out = a
+        if lo is not None:
+            out = np.maximum(out, np.asarray(lo).astype(a.dtype))
+        if hi is not None:
+            out = np.minimum(out, np.asarray(hi).astype(a.dtype))
+        return out.copy() if out is a else out
+
+    def backward(self, g):
+        a, lo, hi = self.inputs[0].data, self.attrs.get("lo"), self.attrs.get("hi")
+        keep = np.ones(a.shape, dtype=bool)
+        if lo is not None:
+            keep &= a >= lo
+        if hi is not None:
+            keep &= a <= hi
+        return g * Tensor._constant(keep)
+
+
+class Maximum(Function):
+    """Elementwise max of a and b with broadcasting; where they tie, each gets half the gradient."""
+
+    SAVES = {0: (0, 1), 1: (0, 1)}
+
+    def forward(self, a, b):
+        return broadcasting("maximum", np.maximum, a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        share = np.where(a.data > b.data, 1.0, np.where(a.data == b.data, 0.5, 0.0)).astype(g.dtype)
+        ga = unbroadcast(g * Tensor._constant(share), a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(g * Tensor._constant(1 - share), b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
 
 
 class Cat(Function):
@@ -478,12 +684,12 @@ class Cat(Function):
 
     def forward(self, *arrays, dim=0):
         if not arrays:
-            raise ValueError("cat: needs at least one tensor")
+            raise ShapeError("cat: needs at least one tensor")
         ref = arrays[0]
-        d = _norm_dims(dim, ref.ndim, "cat")[0]
+        d = norm_dims(dim, ref.ndim, "cat")[0]
         for i, x in enumerate(arrays):
             if x.ndim != ref.ndim or x.shape[:d] + x.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
-                raise ValueError(f"cat: tensor {i} has shape {x.shape}, which does not match {ref.shape} "
+                raise ShapeError(f"cat: tensor {i} has shape {x.shape}, which does not match {ref.shape} "
                                  f"outside dim {d}")
         self.dim = d
         return np.concatenate(arrays, axis=d)
@@ -503,7 +709,7 @@ class Pad(Function):
 
     def forward(self, a, pad, value=0.0):
         if len(pad) % 2 or len(pad) // 2 > a.ndim:
-            raise ValueError(f"pad: {pad} must have an even length of at most 2*{a.ndim}")
+            raise ShapeError(f"pad: {pad} must have an even length of at most 2*{a.ndim}")
         if any(p < 0 for p in pad):
             raise ValueError(f"pad: negative padding {pad} is not supported")
         widths = [(0, 0)] * a.ndim
@@ -529,10 +735,10 @@ def stack(tensors, dim=0) -> Tensor:
     """Join same-shaped tensors along a new dim."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
-        raise ValueError("stack: needs at least one tensor")
+        raise ShapeError("stack: needs at least one tensor")
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {tensors[0].shape}")
+            raise ShapeError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {tensors[0].shape}")
     return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
 
 
@@ -546,5 +752,5 @@ def pad(input, pad, mode="constant", value=0.0) -> Tensor:
 def where(condition, input, other) -> Tensor:
     """Elements of `input` where `condition` is true, else of `other` (differentiable in both)."""
     cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
-    a = as_tensor(input)
-    return Where.apply(a, as_tensor(other, a), cond=cond)
+    dt = dtypes.result_type(input, other)
+    return Where.apply(_cast(input, dt), _cast(other, dt), cond=cond)

@@ -1,173 +1,65 @@
-"""The engine: Tensor, the graph it records, and reverse-mode backward.
+"""Tensor: an n-dimensional numpy array that records the ops applied to it.
 
-Every differentiable op is a `Function` subclass (see `ops.py` and `functional.py`):
-`forward` works on numpy arrays, `backward` on Tensors, so that with
-`create_graph=True` the backward pass is itself recorded and can be differentiated.
+The graph and the backward pass live in `autograd/`; each op's forward and backward live
+in `ops.py` (and the CNN ops in `functional.py`). Tensor's methods and operators call
+those ops, with PyTorch's names, dtype promotion and error classes.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import re
-import sys
-import weakref
+import copy
 
 import numpy as np
 
-# ----------------------------------------------------------------------------- grad mode
+from . import dtypes
+from .autograd.function import Function, TensorMeta, version_counter  # noqa: F401  (re-exported)
+from .autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad, op_scope,  # noqa: F401
+                                 set_grad_enabled)
+from .errors import DTypeError, ShapeError, dim_out_of_range
 
-_grad_enabled = True
-_module_stack: list = []  # nn.Modules whose forward is running (for graph drawing)
-_op_stack: list = []  # composite ops (conv2d, cross_entropy, ...) that are running
-
-
-class OpScope:
-    """A call of a composite op (say conv2d): the Functions it records are drawn as one op."""
-
-    def __init__(self, name: str, attrs: dict):
-        self.name, self.attrs = name, attrs
+DEVICE = "cpu"
 
 
-@contextlib.contextmanager
-def op_scope(name: str, **attrs):
-    """Mark the Functions recorded inside as parts of one call of the composite op `name`."""
-    _op_stack.append(OpScope(name, attrs))
-    try:
-        yield
-    finally:
-        _op_stack.pop()
+def _shape_arg(shape) -> tuple:
+    """(2, 3), [2, 3] or 2, 3 as a tuple of ints."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
 
 
-def is_grad_enabled() -> bool:
-    """True when new ops are recorded in the graph."""
-    return _grad_enabled
-
-
-class _GradMode:
-    """Context manager and decorator (`@no_grad()` or `@no_grad`) that sets whether ops are recorded."""
-
-    enabled: bool
-
-    def __new__(cls, fn=None):
-        self = super().__new__(cls)
-        return self(fn) if fn is not None else self  # bare @no_grad on a function
-
-    def __enter__(self):
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = self.enabled
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._prev
-
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-
-class no_grad(_GradMode):
-    """Ops run inside `with no_grad():` (or a function decorated with `@no_grad()`) are not recorded."""
-
-    enabled = False
-
-
-class enable_grad(_GradMode):
-    """Turns recording back on inside a `no_grad` block."""
-
-    enabled = True
-
-
-# ----------------------------------------------------------------------------- Function
-
-
-class Function:
-    """One differentiable op: a node of the graph.
-
-    Subclasses define `forward(self, *arrays, **attrs) -> ndarray` and
-    `backward(self, grad) -> Tensor | tuple[Tensor | None, ...]` (one gradient per
-    input, written in Tensor ops). `forward` may keep what backward needs on `self`;
-    `self.needs_input_grad` says which inputs want a gradient. In `backward`,
-    `self.inputs` are the input Tensors and `self.output` the output Tensor, and
-    `self.grad_is_free` is True when nothing but the engine refers to `grad` or its
-    array: backward may then write its result into `grad.data` and return `grad`.
-    """
-
-    _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "freed", "_out")
-    grad_is_free = False  # set by the engine just before it calls backward
-
-    @classmethod
-    def apply(cls, *inputs, **attrs) -> "Tensor":
-        """Run the op on Tensors (None allowed for optional inputs) and record it."""
-        fn = cls()
-        req = [t is not None and t.requires_grad for t in inputs]
-        record = _grad_enabled and any(req)
-        fn.needs_input_grad = tuple(req) if record else (False,) * len(inputs)
-        data = fn.forward(*[None if t is None else t.data for t in inputs], **attrs)
-        out = Tensor._make(data, record)
-        if record:
-            fn.inputs, fn.attrs, fn.freed = inputs, attrs, False
-            fn.modules = tuple(_module_stack)
-            fn.scope = _op_stack[0] if _op_stack else None
-            fn._out = weakref.ref(out)
-            out._ctx = fn
-        elif _op_stack:  # an unrecorded step inside a composite op: remember its sources for drawing
-            out._sources = [t for t in inputs if t is not None]
-        return out
-
-    @property
-    def output(self) -> "Tensor":
-        """The output Tensor of this node (alive while the graph is)."""
-        return self._out()
-
-    @property
-    def name(self) -> str:
-        """The op's class name, as repr shows it."""
-        return type(self).__name__
-
-    @property
-    def op_name(self) -> str:
-        """The op's functional name: MaxPool2d -> max_pool2d."""
-        return getattr(type(self), "OP_NAME", None) or re.sub(r"(?<=[a-z])(?=[A-Z])", "_", self.name).lower()
-
-    def free(self):
-        """Drop what forward saved for backward (called after backward unless retain_graph)."""
-        for k in list(vars(self)):
-            if k not in self._keep:
-                delattr(self, k)
-        self.freed = True
-
-    def forward(self, *arrays, **attrs):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def backward(self, grad):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-# ----------------------------------------------------------------------------- Tensor
-
-
-def _default_float(arr: np.ndarray, from_python: bool) -> np.ndarray:
-    if from_python and arr.dtype == np.float64:
-        return arr.astype(np.float32)
-    return arr
+def _dim_arg(dim, axis, keepdim, keepdims):
+    """PyTorch accepts numpy's `axis` and `keepdims` for `dim` and `keepdim`."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError("pass dim or axis, not both")
+        dim = axis
+    return dim, bool(keepdim if keepdims is None else keepdims)
 
 
 class Tensor:
     """An n-dimensional array that records the ops applied to it.
 
-    `Tensor(data, requires_grad=False, dtype=None, name=None)`: data is a scalar,
-    nested list, ndarray or Tensor (copied). Python floats become float32; a float64
-    ndarray stays float64; integer data stays integer and cannot require grad.
+    `Tensor(data, requires_grad=False, dtype=None, name=None)`: data is a scalar, nested
+    list, ndarray or Tensor (copied). Python floats become the default float dtype
+    (float32), Python ints int64, bools bool; an ndarray keeps its dtype. Only floating
+    tensors can require grad.
     """
 
     __array_priority__ = 1000  # ndarray op Tensor -> Tensor's reflected op
+    # defaults; instances set their own when they differ
+    grad = None
+    name = None
+    _ctx = None
+    _retains_grad = False
+    _vc = None  # version counter (autograd.function.VersionCounter), made on first use
+    _consumers = None  # weak references to the recorded ops that used this tensor
+    _meta = None  # what a freed graph keeps of this tensor (TensorMeta)
+    _sources = None  # inputs of an unrecorded step inside a composite op (for drawing)
+    _is_constant = False  # made by an op for its own arithmetic (a mask, a scalar): drawn inside the op
+    _is_view = False  # made by a view op and sharing its input's memory
+    _stale = False  # a view whose base was since changed by a recorded in-place op
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        dtype = None if dtype is None else dtypes.as_dtype(dtype)
         if isinstance(data, Tensor):
             arr = data.data.copy() if dtype is None else data.data.astype(dtype)
         else:
@@ -176,23 +68,20 @@ class Tensor:
                 arr = np.array(data, dtype=dtype)
             except (TypeError, ValueError) as e:
                 raise TypeError(f"Tensor: cannot make an array from {type(data).__name__}: {e}") from None
-            if dtype is None:
-                arr = _default_float(arr, from_python)
+            if dtype is None and from_python and arr.dtype == np.float64:
+                arr = arr.astype(dtypes.get_default_dtype())
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"Tensor: data of dtype {arr.dtype} is not numeric (bool, int or float)")
         self.data = arr
-        self.grad = None
-        self._ctx = None
-        self._retains_grad = False
-        self.name = name
         self.requires_grad = False
         self.requires_grad_(requires_grad)
+        if name is not None:
+            self.name = name
 
     @classmethod
     def _make(cls, data: np.ndarray, requires_grad: bool = False) -> "Tensor":
         t = cls.__new__(cls)
-        t.data, t.grad, t._ctx, t._retains_grad, t.name = data, None, None, False, None
-        t.requires_grad = requires_grad
+        t.data, t.requires_grad = data, requires_grad
         return t
 
     @classmethod
@@ -208,24 +97,36 @@ class Tensor:
         """Tuple of dimension sizes."""
         return self.data.shape
 
+    def size(self, dim=None):
+        """The shape (PyTorch's `size()`), or the size of dimension `dim`."""
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[self._dim(dim, "size")]
+
     @property
     def ndim(self) -> int:
         """Number of dimensions."""
         return self.data.ndim
 
-    @property
-    def size(self) -> int:
-        """Number of elements (numpy's meaning; PyTorch's `numel()`)."""
-        return self.data.size
+    def dim(self) -> int:
+        """Number of dimensions."""
+        return self.data.ndim
 
     def numel(self) -> int:
         """Number of elements."""
         return self.data.size
 
+    nelement = numel
+
     @property
-    def dtype(self):
-        """The numpy dtype of the data."""
+    def dtype(self) -> np.dtype:
+        """The numpy dtype of the data (`tinygrad_cnn.float32` is `np.dtype('float32')`)."""
         return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        """Where the data lives: always "cpu"."""
+        return DEVICE
 
     @property
     def is_leaf(self) -> bool:
@@ -238,6 +139,20 @@ class Tensor:
         return self._ctx
 
     @property
+    def retains_grad(self) -> bool:
+        """True when `.grad` is kept on this non-leaf tensor (see retain_grad)."""
+        return self._retains_grad
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has had (shared with its views)."""
+        return version_counter(self).v
+
+    def _bump_version(self) -> None:
+        """Record an in-place change made to `.data` outside the Tensor's in-place methods."""
+        version_counter(self).v += 1
+
+    @property
     def T(self) -> "Tensor":
         """All dimensions reversed (the transpose of a matrix)."""
         return self.permute(*reversed(range(self.ndim)))
@@ -247,21 +162,73 @@ class Tensor:
         """The last two dimensions swapped: (..., m, n) -> (..., n, m)."""
         return self.transpose(-2, -1)
 
+    def _dim(self, dim, op: str) -> int:
+        n = max(self.ndim, 1)
+        if not isinstance(dim, (int, np.integer)) or not -n <= dim < n:
+            raise dim_out_of_range(op, dim, self.ndim)
+        return int(dim) % n
+
+    # --- Python protocols
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __contains__(self, element):
+        return bool(np.any(self.data == (element.data if isinstance(element, Tensor) else element)))
+
     def __hash__(self):
         return id(self)
 
+    def _scalar(self, what: str):
+        if self.data.size != 1:
+            raise ShapeError(f"{what}: only a tensor with one element has a single value, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
     def __bool__(self):
-        if self.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.data)
+        return bool(self._scalar("bool()"))
+
+    def __float__(self):
+        return float(self._scalar("float()"))
+
+    def __int__(self):
+        return int(self._scalar("int()"))
+
+    def __index__(self):
+        if self.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors of a single element can be used as an index, got {self.dtype}")
+        return int(self._scalar("index"))
+
+    def __format__(self, spec):
+        if spec and self.data.size == 1:
+            return format(self.data.reshape(()).item(), spec)
+        return format(str(self), spec)
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        arr = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return arr.copy() if copy and arr is self.data else arr
+
+    def __array_function__(self, func, types, args, kwargs):
+        """numpy functions (np.max(t, axis=1), np.argmax, np.mean, ...) see the Tensor's array
+        and return what they return for it."""
+        return func(*_arrays(args), **_arrays(kwargs))
+
+    def __deepcopy__(self, memo):
+        if self._ctx is not None:
+            raise RuntimeError("only leaf tensors (made by the user, not by a recorded op) can be deep-copied; "
+                               "detach() it first")
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.data, new.requires_grad = self.data.copy(), self.requires_grad
+        for k in ("name", "grad", "_retains_grad", "_is_constant"):
+            if k in self.__dict__:
+                setattr(new, k, copy.deepcopy(self.__dict__[k], memo))
+        return new
 
     # --- conversion
     def numpy(self) -> np.ndarray:
@@ -270,22 +237,29 @@ class Tensor:
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
-        if self.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
+        return self._scalar("item()")
 
     def tolist(self):
         """The data as nested Python lists."""
         return self.data.tolist()
 
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph."""
-        return Tensor._make(self.data)
+        """The same data (and version counter), cut from the graph."""
+        t = Tensor._make(self.data)
+        t._vc = version_counter(self)
+        return t
+
+    def detach_(self) -> "Tensor":
+        """Cut this tensor from the graph, in place; returns self."""
+        self._ctx, self.requires_grad = None, False
+        return self
 
     def requires_grad_(self, requires_grad=True) -> "Tensor":
         """Set requires_grad in place (floating tensors only); returns self."""
-        if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
-            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
+        if requires_grad and self.data.dtype.kind != "f":
+            raise DTypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use detach() to cut it from the graph")
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -308,34 +282,34 @@ class Tensor:
 
     # --- arithmetic (ops.py holds each op's forward and backward)
     def __add__(self, other):
-        return ops.Add.apply(self, ops.as_tensor(other, self))
+        return ops.binary(ops.Add, self, other)
 
     def __radd__(self, other):
-        return ops.Add.apply(ops.as_tensor(other, self), self)
+        return ops.binary(ops.Add, other, self)
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, ops.as_tensor(other, self))
+        return ops.binary(ops.Sub, self, other)
 
     def __rsub__(self, other):
-        return ops.Sub.apply(ops.as_tensor(other, self), self)
+        return ops.binary(ops.Sub, other, self)
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, ops.as_tensor(other, self))
+        return ops.binary(ops.Mul, self, other)
 
     def __rmul__(self, other):
-        return ops.Mul.apply(ops.as_tensor(other, self), self)
+        return ops.binary(ops.Mul, other, self)
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, ops.as_tensor(other, self))
+        return ops.binary(ops.Div, self, other)
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(ops.as_tensor(other, self), self)
+        return ops.binary(ops.Div, other, self)
 
     def __pow__(self, other):
-        return ops.Pow.apply(self, ops.as_tensor(other, self))
+        return ops.binary(ops.Pow, self, other)
 
     def __rpow__(self, other):
-        return ops.Pow.apply(ops.as_tensor(other, self), self)
+        return ops.binary(ops.Pow, other, self)
 
     def __neg__(self):
         return ops.Neg.apply(self)
@@ -350,30 +324,98 @@ class Tensor:
         """Matrix product, as `@`: (..., n, k) @ (..., k, m) -> (..., n, m); 1-D operands as vectors."""
         return self @ other
 
-    def add(self, other):
-        """self + other, broadcasting."""
-        return self + other
+    def add(self, other, alpha=1):
+        """self + alpha * other, broadcasting."""
+        return self + (other if alpha == 1 else other * alpha)
 
-    def sub(self, other):
-        """self - other, broadcasting."""
-        return self - other
+    def sub(self, other, alpha=1):
+        """self - alpha * other, broadcasting."""
+        return self - (other if alpha == 1 else other * alpha)
 
     def mul(self, other):
         """self * other, broadcasting."""
         return self * other
 
     def div(self, other):
-        """self / other, broadcasting."""
+        """self / other, broadcasting (true division: integers give the default float dtype)."""
         return self / other
 
     def pow(self, exponent):
         """self ** exponent, broadcasting."""
         return self ** exponent
 
+    def neg(self):
+        """-self."""
+        return -self
+
+    def maximum(self, other):
+        """Elementwise max of two tensors (ties share the gradient), broadcasting."""
+        return ops.binary(ops.Maximum, self, other)
+
+    def minimum(self, other):
+        """Elementwise min of two tensors (ties share the gradient), broadcasting."""
+        return -ops.binary(ops.Maximum, -self, -ops.as_tensor(other, self))
+
+    # --- in place (PyTorch's rules: the result must cast to self's dtype and fit self's shape)
+    def _inplace(self, cls, other, op: str) -> "Tensor":
+        other = ops.as_tensor(other, self)
+        dt = dtypes.result_type(self, other)
+        if not dtypes.can_cast(dt, self.dtype):
+            raise DTypeError(f"{op}: result type {dt} can't be cast to the desired output type {self.dtype}")
+        if other.dtype != dt and not other.requires_grad:
+            other = Tensor._constant(other.data.astype(dt))
+        return Function.apply_inplace(cls, self, other)
+
+    def add_(self, other, alpha=1):
+        """self += alpha * other, in place; returns self."""
+        return self._inplace(ops.Add, other if alpha == 1 else other * alpha, "add_")
+
+    def sub_(self, other, alpha=1):
+        """self -= alpha * other, in place; returns self."""
+        return self._inplace(ops.Sub, other if alpha == 1 else other * alpha, "sub_")
+
+    def mul_(self, other):
+        """self *= other, in place; returns self."""
+        return self._inplace(ops.Mul, other, "mul_")
+
+    def div_(self, other):
+        """self /= other, in place (a floating tensor only); returns self."""
+        if self.dtype.kind != "f":
+            raise DTypeError(f"div_: result type {dtypes.get_default_dtype()} can't be cast to the desired output "
+                             f"type {self.dtype}")
+        return self._inplace(ops.Div, other, "div_")
+
+    __iadd__, __isub__, __imul__, __itruediv__ = add_, sub_, mul_, div_
+
+    def zero_(self):
+        """Fill with 0, in place; returns self."""
+        return self.fill_(0)
+
+    def fill_(self, value):
+        """Fill with `value` (a number or a one-element tensor), in place; returns self."""
+        return self.copy_(ops.as_tensor(value, self).reshape(()).expand(*self.shape))
+
+    def copy_(self, src):
+        """Copy `src` (broadcast to self's shape, cast to self's dtype) into self; returns self."""
+        src = ops.as_tensor(src, self)
+        if src.dtype != self.dtype:
+            src = src.to(self.dtype) if src.requires_grad else Tensor._constant(src.data.astype(self.dtype))
+        return Function.apply_inplace(ops.Copy, self, src)
+
+    def clamp_(self, min=None, max=None):
+        """Clamp to [min, max], in place; returns self."""
+        return Function.apply_inplace(ops.Clamp, self, lo=min, hi=max)
+
+    def __setitem__(self, index, value):
+        value = ops.as_tensor(value, self)
+        if value.dtype != self.dtype:
+            value = value.to(self.dtype) if value.requires_grad else Tensor._constant(value.data.astype(self.dtype))
+        Function.apply_inplace(ops.SetItem, self, value, steps=ops.torch_index(index))
+
     # --- comparisons: not differentiable, give bool tensors
     def _compare(self, other, fn):
         o = other.data if isinstance(other, Tensor) else other
-        return Tensor._make(fn(self.data, o))
+        return Tensor._make(ops.broadcasting(fn.__name__, fn, self.data, np.asarray(o)))
 
     def __lt__(self, other):
         return self._compare(other, np.less)
@@ -393,26 +435,60 @@ class Tensor:
     def __ne__(self, other):
         return self._compare(other, np.not_equal)
 
-    # --- elementwise
+    lt, le, gt, ge, eq, ne = __lt__, __le__, __gt__, __ge__, __eq__, __ne__
+
+    def equal(self, other) -> bool:
+        """True when other has the same shape and the same values."""
+        o = other.data if isinstance(other, Tensor) else np.asarray(other)
+        return self.shape == o.shape and bool(np.array_equal(self.data, o))
+
+    def __invert__(self):
+        if self.dtype.kind not in "biu":
+            raise DTypeError(f"~ needs a bool or integer tensor, got {self.dtype}")
+        return Tensor._make(~self.data)
+
+    def __and__(self, other):
+        return self._compare(other, np.bitwise_and)
+
+    def __or__(self, other):
+        return self._compare(other, np.bitwise_or)
+
+    def __xor__(self, other):
+        return self._compare(other, np.bitwise_xor)
+
+    def any(self, dim=None, keepdim=False):
+        """True where any element (along dim) is nonzero; a bool tensor."""
+        return Tensor._make(np.any(self.data, axis=None if dim is None else self._dim(dim, "any"), keepdims=keepdim))
+
+    def all(self, dim=None, keepdim=False):
+        """True where every element (along dim) is nonzero; a bool tensor."""
+        return Tensor._make(np.all(self.data, axis=None if dim is None else self._dim(dim, "all"), keepdims=keepdim))
+
+    # --- elementwise (integer and bool inputs give the default float dtype, as in PyTorch)
+    def _floating(self) -> "Tensor":
+        if self.data.dtype.kind == "f":
+            return self
+        return Tensor._make(self.data.astype(dtypes.get_default_dtype()))
+
     def exp(self):
         """e ** x, elementwise; same shape."""
-        return ops.Exp.apply(self)
+        return ops.Exp.apply(self._floating())
 
     def log(self):
         """Natural logarithm, elementwise; same shape."""
-        return ops.Log.apply(self)
+        return ops.Log.apply(self._floating())
 
     def sqrt(self):
         """Square root, elementwise; same shape."""
-        return ops.Sqrt.apply(self)
+        return ops.Sqrt.apply(self._floating())
 
     def tanh(self):
         """Hyperbolic tangent, elementwise; same shape."""
-        return ops.Tanh.apply(self)
+        return ops.Tanh.apply(self._floating())
 
     def sigmoid(self):
         """1 / (1 + exp(-x)), elementwise and finite for any x; same shape."""
-        return ops.Sigmoid.apply(self)
+        return ops.Sigmoid.apply(self._floating())
 
     def relu(self):
         """max(x, 0), elementwise (gradient 0 at 0); same shape."""
@@ -422,10 +498,47 @@ class Tensor:
         """|x|, elementwise (gradient 0 at 0); same shape."""
         return ops.Abs.apply(self)
 
-    def to(self, dtype) -> "Tensor":
-        """This tensor in `dtype` (differentiable; itself when the dtype already matches)."""
-        dtype = np.dtype(dtype)
+    def clamp(self, min=None, max=None):
+        """Elementwise clamp to [min, max] (numbers or tensors, either may be None); the gradient
+        passes where the value was inside the range."""
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            out = self if min is None else self.maximum(min)
+            return out if max is None else out.minimum(max)
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return ops.Clamp.apply(self, lo=min, hi=max)
+
+    clip = clamp
+
+    def to(self, *args, **kwargs) -> "Tensor":
+        """This tensor on a device ("cpu") and/or in a dtype: `to(dtype)`, `to("cpu")`,
+        `to(device, dtype)`, `to(other_tensor)`; differentiable; itself when nothing changes."""
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None), kwargs.pop("copy", None)
+        if kwargs:
+            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif _is_device(a):
+                device = a
+            else:
+                dtype = a
+        if device is not None:
+            check_device(device)
+        if dtype is None:
+            return self
+        dtype = dtypes.as_dtype(dtype)
         return self if dtype == self.dtype else ops.Cast.apply(self, dtype=dtype)
+
+    def cpu(self) -> "Tensor":
+        """Itself: the data is already in host memory."""
+        return self
+
+    def type_as(self, other) -> "Tensor":
+        """This tensor in other's dtype."""
+        return self.to(other.dtype)
 
     def float(self):
         """This tensor as float32."""
@@ -435,72 +548,150 @@ class Tensor:
         """This tensor as float64."""
         return self.to(np.float64)
 
+    def half(self):
+        """This tensor as float16."""
+        return self.to(np.float16)
+
+    def long(self):
+        """This tensor as int64 (not differentiable)."""
+        return self.to(np.int64)
+
+    def int(self):
+        """This tensor as int32 (not differentiable)."""
+        return self.to(np.int32)
+
+    def bool(self):
+        """This tensor as bool (not differentiable)."""
+        return self.to(np.bool_)
+
+    def clone(self) -> "Tensor":
+        """A copy with its own memory; differentiable (the gradient passes through)."""
+        return ops.Clone.apply(self)
+
+    def contiguous(self) -> "Tensor":
+        """Itself (the ops here do not need a contiguous layout)."""
+        return self
+
     # --- reductions
-    def sum(self, dim=None, keepdim=False):
-        """Sum over `dim` (an int, a tuple, or None for all); `keepdim` keeps them as size 1."""
-        return ops.Sum.apply(self, dim=dim, keepdim=keepdim)
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+        """Sum over `dim` (an int, a tuple, or None for all); `keepdim` keeps them as size 1.
+        Integer and bool tensors sum to int64, as in PyTorch."""
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
+        x = self if dtype is None else self.to(dtype)
+        return ops.Sum.apply(x, dim=dim, keepdim=keepdim)
 
-    def mean(self, dim=None, keepdim=False):
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
         """Mean over `dim` (an int, a tuple, or None for all); `keepdim` keeps them as size 1."""
-        dims = ops._norm_dims(dim, self.ndim, "mean")
-        count = int(np.prod([self.shape[d] for d in dims])) if self.ndim else 1
-        return self.sum(dim=dim, keepdim=keepdim) / count
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
+        x = self if dtype is None else self.to(dtype)
+        if x.dtype.kind != "f":
+            raise DTypeError(f"mean(): input dtype must be floating point, got {x.dtype}; use .float() first")
+        dims = ops.norm_dims(dim, x.ndim, "mean")
+        count = int(np.prod([x.shape[d] for d in dims]))
+        return x.sum(dim=dim, keepdim=keepdim) / count
 
-    def amax(self, dim=None, keepdim=False):
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
+        """Variance over `dim` with Bessel's correction (correction=1, or unbiased=False for 0)."""
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
+        corr = correction if correction is not None else (0 if unbiased is False else 1)
+        dims = ops.norm_dims(dim, self.ndim, "var")
+        count = int(np.prod([self.shape[d] for d in dims]))
+        d = self - self.mean(dim=dims, keepdim=True)
+        return (d * d).sum(dim=dims, keepdim=keepdim) / max(count - corr, 0)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
+        """Standard deviation: sqrt of `var` with the same arguments."""
+        return self.var(dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims).sqrt()
+
+    def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Largest value over `dim`; ties share the gradient equally."""
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
         return ops.Amax.apply(self, dim=dim, keepdim=keepdim)
 
-    def amin(self, dim=None, keepdim=False):
+    def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Smallest value over `dim`; ties share the gradient equally."""
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
         return -ops.Amax.apply(-self, dim=dim, keepdim=keepdim)
 
-    def max(self, dim=None, keepdim=False):
-        """Without `dim`: the largest element. With `dim`: (values, indices), as in PyTorch."""
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Without `dim`: the largest element. With `dim`: (values, indices), as in PyTorch.
+        With a Tensor: the elementwise maximum."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amax()
-        return self.amax(dim, keepdim), self.argmax(dim, keepdim)
+        return ops.MinMax(self.amax(dim, keepdim), self.argmax(dim, keepdim))
 
-    def min(self, dim=None, keepdim=False):
-        """Without `dim`: the smallest element. With `dim`: (values, indices)."""
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Without `dim`: the smallest element. With `dim`: (values, indices). With a Tensor: elementwise."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amin()
-        return self.amin(dim, keepdim), Tensor._make(np.argmin(self.data, axis=dim, keepdims=keepdim))
+        return ops.MinMax(self.amin(dim, keepdim), self.argmin(dim, keepdim))
 
-    def argmax(self, dim=None, keepdim=False):
-        """Index of the largest element (of the flattened tensor when dim is None). Not differentiable."""
-        if dim is None:
-            return Tensor._make(np.asarray(np.argmax(self.data)))
-        ops._norm_dims(dim, self.ndim, "argmax")
-        return Tensor._make(np.argmax(self.data, axis=dim, keepdims=keepdim))
+    def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Index of the largest element (of the flattened tensor when dim is None); int64, not differentiable."""
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
+        return self._arg(np.argmax, dim, keepdim, "argmax")
+
+    def argmin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Index of the smallest element (of the flattened tensor when dim is None); int64."""
+        dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
+        return self._arg(np.argmin, dim, keepdim, "argmin")
+
+    def _arg(self, fn, dim, keepdim, op):
+        if self.data.size == 0:
+            raise ShapeError(f"{op}: the tensor of shape {self.shape} is empty")
+        if dim is None or self.ndim == 0:
+            out = np.asarray(fn(self.data))
+            if dim is not None:
+                self._dim(dim, op)
+            return Tensor._make(out.reshape((1,) * self.ndim) if keepdim else out)
+        return Tensor._make(fn(self.data, axis=self._dim(dim, op), keepdims=keepdim).astype(np.int64))
 
     # --- shapes
     def reshape(self, *shape):
         """The same data in a new shape (one dimension may be -1); a view where numpy can."""
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = _shape_arg(shape)
         if shape == self.shape:
             return self
-        return ops.Reshape.apply(self, shape=tuple(int(s) for s in shape))
+        return ops.Reshape.apply(self, shape=shape)
 
     view = reshape
 
+    def view_as(self, other) -> "Tensor":
+        """This tensor in other's shape."""
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
+
     def permute(self, *dims):
         """Dimensions reordered: result dim i is input dim dims[i]."""
-        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        return ops.Permute.apply(self, dims=tuple(int(d) for d in dims))
+        return ops.Permute.apply(self, dims=_shape_arg(dims))
 
     def transpose(self, dim0, dim1):
         """Dimensions dim0 and dim1 swapped."""
         dims = list(range(self.ndim))
-        d0, d1 = ops._norm_dims(dim0, self.ndim, "transpose")[0], ops._norm_dims(dim1, self.ndim, "transpose")[0]
+        d0, d1 = self._dim(dim0, "transpose"), self._dim(dim1, "transpose")
+        if self.ndim < 2:
+            return self
         dims[d0], dims[d1] = dims[d1], dims[d0]
         return self.permute(*dims)
+
+    def t(self) -> "Tensor":
+        """The transpose of a tensor of at most 2 dimensions."""
+        if self.ndim > 2:
+            raise ShapeError(f"t() expects a tensor with <= 2 dimensions, got shape {self.shape}")
+        return self.T
 
     def flatten(self, start_dim=0, end_dim=-1):
         """Dimensions start_dim..end_dim merged into one."""
         if self.ndim == 0:
             return self.reshape(1)
-        s = ops._norm_dims(start_dim, self.ndim, "flatten")[0]
-        e = ops._norm_dims(end_dim, self.ndim, "flatten")[0]
+        s, e = self._dim(start_dim, "flatten"), self._dim(end_dim, "flatten")
         if s > e:
             raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
         return self.reshape(*self.shape[:s], -1, *self.shape[e + 1:])
@@ -509,23 +700,30 @@ class Tensor:
         """Size-1 dimensions removed (all, or those in `dim`)."""
         if dim is None:
             return self.reshape(*[s for s in self.shape if s != 1])
-        dims = ops._norm_dims(dim, self.ndim, "squeeze")
+        dims = ops.norm_dims(dim, self.ndim, "squeeze")
         return self.reshape(*[s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
 
     def unsqueeze(self, dim):
         """A size-1 dimension inserted at `dim`."""
-        d = ops._norm_dims(dim, self.ndim + 1, "unsqueeze")[0]
+        n = self.ndim + 1
+        if not isinstance(dim, (int, np.integer)) or not -n <= dim < n:
+            raise dim_out_of_range("unsqueeze", dim, n)
+        d = int(dim) % n
         return self.reshape(*self.shape[:d], 1, *self.shape[d:])
 
     def expand(self, *shape):
         """Broadcast to `shape` (-1 keeps a size) without copying; the gradient is summed back."""
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = _shape_arg(shape)
         lead = len(shape) - self.ndim
         shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
         return self if shape == self.shape else ops.Expand.apply(self, shape=shape)
 
+    def expand_as(self, other) -> "Tensor":
+        """Broadcast to other's shape."""
+        return self.expand(*other.shape)
+
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=ops._index_arrays(index))
+        return ops.GetItem.apply(self, steps=ops.torch_index(index))
 
     # --- nn conveniences (defined in functional.py)
     def softmax(self, dim):
@@ -539,157 +737,59 @@ class Tensor:
         return F.log_softmax(self, dim)
 
     # --- autograd
-    def backward(self, gradient=None, retain_graph=False, create_graph=False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's `.grad`.
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (as `torch.Tensor.backward`).
 
         `gradient` (same shape as self) is required unless self has one element.
         """
-        backward([self], None if gradient is None else [gradient], retain_graph, create_graph)
+        from .autograd.engine import backward
+        backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs)
 
 
-# ----------------------------------------------------------------------------- backward
+def _arrays(x):
+    """Tensors inside args (lists, tuples, dicts) replaced by their arrays, for numpy functions."""
+    if isinstance(x, Tensor):
+        return x.data
+    if isinstance(x, (list, tuple)):
+        return type(x)(_arrays(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _arrays(v) for k, v in x.items()}
+    return x
 
 
-def _topo_order(roots):
-    """Tensors that need a gradient, every one after all the tensors it was made from."""
-    order, seen = [], set()
-    stack = [(r, False) for r in roots]
-    while stack:
-        t, done = stack.pop()
-        if done:
-            order.append(t)
-            continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._ctx is not None:
-            for inp in t._ctx.inputs:
-                if inp is not None and inp.requires_grad and id(inp) not in seen:
-                    stack.append((inp, False))
-    return order
+class device:
+    """`torch.device`: only "cpu" exists here; `device("cuda")` raises a clear error."""
+
+    def __init__(self, type="cpu", index=None):
+        if isinstance(type, device):
+            type, index = type.type, type.index
+        self.type, self.index = str(type).split(":")[0], index
+        check_device(str(type))
+
+    def __eq__(self, other):
+        return isinstance(other, (device, str)) and str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
+    def __str__(self):
+        return self.type
+
+    def __repr__(self):
+        return f"device(type={self.type!r})"
 
 
-def _seed(root: Tensor, gradient) -> Tensor:
-    if gradient is None:
-        if root.size != 1:
-            raise RuntimeError(f"grad can be implicitly created only for scalar outputs, got shape {root.shape}")
-        return Tensor._make(np.ones(root.shape, dtype=root.dtype))
-    g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient, dtype=root.dtype))
-    if g.shape != root.shape:
-        raise ValueError(f"gradient has shape {g.shape} but the output has shape {root.shape}")
-    return g
+def _is_device(x) -> bool:
+    return isinstance(x, device) or (isinstance(x, str) and x.split(":")[0] in ("cpu", "cuda", "mps", "xpu", "meta"))
 
 
-def _refcounts(g: Tensor) -> tuple:
-    """(references to g, references to g.data) as seen from here. A gradient with the counts
-    of `_SOLE_REFCOUNTS` is held by the calling frame's local variable alone: no `.grad`, no
-    other pending gradient, no saved tensor and no view shares it, so its array may be
-    overwritten (CPython reference counts: the test numpy uses to reuse temporaries)."""
-    arr = g.data
-    return sys.getrefcount(g), sys.getrefcount(arr)
+def check_device(d) -> None:
+    """Accept "cpu" (or device("cpu")); any other device raises a ValueError that says why."""
+    name = d.type if isinstance(d, device) else str(d).split(":")[0]
+    if name != "cpu":
+        raise ValueError(f"device {str(d)!r} is not available: tinygrad_cnn computes with numpy on the CPU only "
+                         "(use 'cpu'; torch.accelerator.is_available() is False)")
 
 
-def _owner_refcount(arr: np.ndarray) -> int:
-    """References to the array that owns a view's memory. With `_SOLE_OWNER_REFCOUNT` only this
-    view refers to it (numpy points every view at the owner), so the view's memory is its own;
-    -1 when the owner is not a plain ndarray that owns its memory."""
-    base = arr.base
-    if not isinstance(base, np.ndarray) or base.base is not None:
-        return -1
-    return sys.getrefcount(base)
-
-
-def _sole_refcounts() -> tuple:
-    g = Tensor._make(np.empty(1))  # held by this local variable only
-    return _refcounts(g)
-
-
-def _run(roots, gradients, retain_graph, create_graph, capture=None):
-    for r in roots:
-        if not r.requires_grad:
-            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
-    gradients = gradients if gradients is not None else [None] * len(roots)
-    grads: dict[int, Tensor] = {}
-    for r, g in zip(roots, gradients):
-        g = _seed(r, g)
-        grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
-    captured = {} if capture is None else {id(t): None for t in capture}
-    handed_out: set[int] = set()
-
-    def store(t: Tensor, g: Tensor):
-        if capture is not None:
-            return
-        if not create_graph:
-            arr = g.data
-            if arr.base is not None or id(arr) in handed_out or not arr.flags.writeable:
-                arr = arr.copy()
-            handed_out.add(id(arr))
-            g = Tensor._make(arr)
-        t.grad = g if t.grad is None else t.grad + g
-
-    order = _topo_order(roots)
-    with (enable_grad() if create_graph else no_grad()):
-        for t in reversed(order):
-            g = grads.pop(id(t), None)
-            if g is None:
-                continue
-            if id(t) in captured:
-                captured[id(t)] = g
-            if t._ctx is None or t._retains_grad:
-                store(t, g)
-            ctx = t._ctx
-            if ctx is None:
-                continue
-            if ctx.freed:
-                raise RuntimeError(
-                    "Trying to backward through the graph a second time: its saved values were freed "
-                    "after the first backward. Pass retain_graph=True to the first backward."
-                )
-            ctx.grad_is_free = (not create_graph and g.data.flags.writeable and _refcounts(g) == _SOLE_REFCOUNTS
-                                and (g.data.base is None or _owner_refcount(g.data) == _SOLE_OWNER_REFCOUNT))
-            in_grads = ctx.backward(g)
-            if not isinstance(in_grads, tuple):
-                in_grads = (in_grads,)
-            for inp, gi in zip(ctx.inputs, in_grads):
-                if gi is None or inp is None or not inp.requires_grad:
-                    continue
-                assert gi.shape == inp.shape, f"{ctx.name}.backward gave shape {gi.shape} for input {inp.shape}"
-                k = id(inp)
-                grads[k] = grads[k] + gi if k in grads else gi
-            in_grads = gi = g = None  # hold no gradient past its use (see _refcounts)
-            if not retain_graph:
-                ctx.free()
-    return captured
-
-
-def backward(tensors, grad_tensors=None, retain_graph=False, create_graph=False) -> None:
-    """Accumulate the gradients of `tensors` (weighted by `grad_tensors`) into the leaves' `.grad`."""
-    _run(list(tensors), grad_tensors, retain_graph or create_graph, create_graph)
-
-
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
-    """Return d(outputs)/d(inputs) as a tuple of Tensors without touching any `.grad`.
-
-    Like `torch.autograd.grad`. With `create_graph=True` the results are differentiable.
-    """
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is not None and isinstance(grad_outputs, Tensor):
-        grad_outputs = [grad_outputs]
-    retain = create_graph if retain_graph is None else retain_graph
-    got = _run(outputs, grad_outputs, retain, create_graph, capture=inputs)
-    result = []
-    for i, t in enumerate(inputs):
-        g = got[id(t)]
-        if g is None and not allow_unused:
-            raise RuntimeError(f"input {i} (shape {t.shape}) was not used to compute the outputs; "
-                               "pass allow_unused=True")
-        result.append(g)
-    return tuple(result)
-
-
-_SOLE_REFCOUNTS = _sole_refcounts()
-_SOLE_OWNER_REFCOUNT = _owner_refcount(np.empty((2, 2)).T)  # a transposed view of a fresh array
-
-from . import ops  # noqa: E402  (ops needs Tensor and Function defined above)
+from . import ops  # noqa: E402  (ops needs Tensor defined above)
+from .autograd.engine import backward, grad  # noqa: E402,F401  (re-exported: the engine needs Tensor)

@@ -84,7 +84,7 @@ def _inputs(fn):
     out, stack = [], [i for i in reversed(fn.inputs) if i is not None]
     while stack:
         t = stack.pop()
-        if t._ctx is None and hasattr(t, "_sources"):
+        if t._ctx is None and t._sources:
             stack.extend(reversed(t._sources))
         else:
             out.append(t)
@@ -184,7 +184,7 @@ def _tensor_label(t, k, tnames, show_shapes, show_grads):
     lines = [name]
     if show_shapes:
         lines.append(f"{tuple(t.shape)} {t.dtype}")
-    if t.size == 1 and np.issubdtype(t.dtype, np.number):
+    if t.data is not None and t.data.size == 1 and np.issubdtype(t.dtype, np.number):
         lines.append(f"= {float(t.data.reshape(())):.4g}")
     if show_grads and t.grad is not None:
         g = t.grad.data

@@ -6,7 +6,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from .. import tensor as _engine
+from ..autograd.grad_mode import module_scope
 from ..tensor import Tensor
 
 
@@ -83,11 +83,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        _engine._module_stack.append(self)  # lets viz group the ops by module
-        try:
+        with module_scope(self):  # lets viz group the ops by module
             return self.forward(*args, **kwargs)
-        finally:
-            _engine._module_stack.pop()
 
     # --- traversal
     def named_children(self) -> Iterator[tuple[str, "Module"]]:

@@ -1,0 +1,207 @@
+"""Reverse-mode backward: walk the graph from the roots in reverse topological order, call
+each node's backward rule, and accumulate the gradients into the leaves' `.grad`."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import Tensor
+from .grad_mode import state
+
+
+def _topo_order(roots):
+    """Tensors that need a gradient, every one after all the tensors it was made from."""
+    order, seen = [], set()
+    stack = [(r, False) for r in roots]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._ctx is not None:
+            for inp in t._ctx.inputs:
+                if inp is not None and inp.requires_grad and id(inp) not in seen:
+                    stack.append((inp, False))
+    return order
+
+
+def _seed(root: Tensor, gradient) -> Tensor:
+    if gradient is None:
+        if root.numel() != 1:
+            raise RuntimeError(f"grad can be implicitly created only for scalar outputs, got shape {root.shape}")
+        return Tensor._make(np.ones(root.shape, dtype=root.dtype))
+    g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient), dtype=root.dtype)
+    if g.shape != root.shape:
+        raise ShapeError(f"backward: mismatch in shape: the gradient has shape {g.shape} but the output has "
+                         f"shape {root.shape}")
+    return g if g.dtype == root.dtype else g.to(root.dtype)
+
+
+def _refcounts(g: Tensor) -> tuple:
+    """(references to g, references to g.data) as seen from here. A gradient with the counts
+    of `_SOLE_REFCOUNTS` is held by the calling frame's local variable alone: no `.grad`, no
+    other pending gradient, no saved tensor and no view shares it, so its array may be
+    overwritten (CPython reference counts: the test numpy uses to reuse temporaries)."""
+    arr = g.data
+    return sys.getrefcount(g), sys.getrefcount(arr)
+
+
+def _owner_refcount(arr: np.ndarray) -> int:
+    """References to the array that owns a view's memory. With `_SOLE_OWNER_REFCOUNT` only this
+    view refers to it (numpy points every view at the owner), so the view's memory is its own;
+    -1 when the owner is not a plain ndarray that owns its memory."""
+    base = arr.base
+    if not isinstance(base, np.ndarray) or base.base is not None:
+        return -1
+    return sys.getrefcount(base)
+
+
+def _sole_refcounts() -> tuple:
+    g = Tensor._make(np.empty(1))  # held by this local variable only
+    return _refcounts(g)
+
+
+class _Grads:
+    """Where the gradients of one backward go: the leaves' `.grad` (each its own writable
+    array, never the caller's or another tensor's) or, for `grad()`, a capture dict."""
+
+    def __init__(self, create_graph: bool, capture, user_arrays: set):
+        self.create_graph, self.capture = create_graph, capture
+        self.taken = set(user_arrays)  # ids of arrays a stored gradient must not share
+
+    def store(self, t, g: Tensor) -> None:
+        if self.capture is not None:
+            return
+        if t.grad is not None:
+            self._accumulate(t, g)
+            return
+        arr = g.data
+        shared = arr.base is not None or id(arr) in self.taken or not arr.flags.writeable
+        if self.create_graph:
+            if shared:
+                g = g.clone()
+        else:
+            g = Tensor._make(arr.copy() if shared else arr)
+        self.taken.add(id(g.data))
+        t.grad = g
+
+    def _accumulate(self, t, g: Tensor) -> None:
+        old = t.grad
+        if self.create_graph or old.requires_grad or old.shape != g.shape or not old.data.flags.writeable:
+            t.grad = old + g
+            return
+        np.add(old.data, g.data, out=old.data, casting="unsafe")  # in place, as PyTorch accumulates
+        old._bump_version()
+
+
+def _run(roots, gradients, retain_graph, create_graph, capture=None):
+    for r in roots:
+        if not r.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    gradients = gradients if gradients is not None else [None] * len(roots)
+    if len(gradients) != len(roots):
+        raise ShapeError(f"backward: {len(roots)} outputs but {len(gradients)} gradients")
+    grads: dict[int, Tensor] = {}
+    user_arrays = set()
+    for r, g in zip(roots, gradients):
+        if g is not None:
+            user_arrays.add(id(g.data) if isinstance(g, Tensor) else id(g))
+        g = _seed(r, g)
+        user_arrays.add(id(g.data))
+        grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
+    captured = {} if capture is None else {id(t): None for t in capture}
+    sink = _Grads(create_graph, capture, user_arrays)
+    order = _topo_order(roots)
+    prev_mode, prev_of = state.grad_enabled, state.backward_of
+    state.grad_enabled = create_graph
+    try:
+        for t in reversed(order):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if id(t) in captured:
+                captured[id(t)] = g
+            if t._ctx is None or t._retains_grad:
+                sink.store(t, g)
+            ctx = t._ctx
+            if ctx is None:
+                continue
+            if ctx.freed:
+                raise RuntimeError(
+                    "Trying to backward through the graph a second time: its saved values were freed "
+                    "after the first backward. Pass retain_graph=True to the first backward.")
+            if ctx._saved:
+                ctx.check_saved()
+            ctx.grad_is_free = (not create_graph and g.data.flags.writeable and _refcounts(g) == _SOLE_REFCOUNTS
+                                and (g.data.base is None or _owner_refcount(g.data) == _SOLE_OWNER_REFCOUNT))
+            if create_graph:
+                state.backward_of = ctx
+            in_grads = ctx.backward(g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            for inp, gi in zip(ctx.inputs, in_grads):
+                if gi is None or inp is None or not inp.requires_grad:
+                    continue
+                assert gi.shape == inp.shape, f"{ctx.name}.backward gave shape {gi.shape} for input {inp.shape}"
+                if gi.dtype != inp.dtype:  # every gradient in its tensor's dtype
+                    gi = gi.to(inp.dtype)
+                k = id(inp)
+                grads[k] = grads[k] + gi if k in grads else gi
+            in_grads = gi = g = None  # hold no gradient past its use (see _refcounts)
+            if not retain_graph:
+                ctx.free()
+    finally:
+        state.grad_enabled, state.backward_of = prev_mode, prev_of
+    return captured
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None) -> None:
+    """Accumulate the gradients of `tensors` (weighted by `grad_tensors`) into the leaves' `.grad`.
+
+    As `torch.autograd.backward`: retain_graph defaults to create_graph; with `inputs`,
+    only those tensors' `.grad` are filled.
+    """
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is not None and isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors]
+    retain = create_graph if retain_graph is None else retain_graph
+    if inputs is None:
+        _run(tensors, grad_tensors, retain, create_graph)
+        return
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    got = _run(tensors, grad_tensors, retain, create_graph, capture=inputs)
+    sink = _Grads(create_graph, None, set())
+    for t in inputs:
+        if got[id(t)] is not None:
+            sink.store(t, got[id(t)])
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Return d(outputs)/d(inputs) as a tuple of Tensors without touching any `.grad`.
+
+    Like `torch.autograd.grad`. With `create_graph=True` the results are differentiable.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is not None and isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    retain = create_graph if retain_graph is None else retain_graph
+    got = _run(outputs, grad_outputs, retain, create_graph, capture=inputs)
+    result = []
+    for i, t in enumerate(inputs):
+        g = got[id(t)]
+        if g is None and not allow_unused:
+            raise RuntimeError(f"input {i} (shape {t.shape}) was not used to compute the outputs; "
+                               "pass allow_unused=True")
+        result.append(g)
+    return tuple(result)
+
+
+_SOLE_REFCOUNTS = _sole_refcounts()
+_SOLE_OWNER_REFCOUNT = _owner_refcount(np.empty((2, 2)).T)  # a transposed view of a fresh array

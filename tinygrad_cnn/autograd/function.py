@@ -1,0 +1,333 @@
+"""Function: one differentiable op, a node of the graph; and what a node keeps of its tensors.
+
+A recorded node holds its input Tensors and a weak reference to its output. It notes the
+version of every tensor its backward will read (`SAVES`); an in-place change bumps a
+tensor's version, and backward refuses to use a changed tensor, as PyTorch does. After
+backward (without retain_graph) the node drops what forward saved and keeps only
+`TensorMeta`s of its inputs (shape, dtype, name, the node that made them): enough to draw
+the graph, no arrays.
+"""
+from __future__ import annotations
+
+import re
+import weakref
+
+import numpy as np
+
+from .grad_mode import state
+
+
+class VersionCounter:
+    """How many in-place changes a tensor's memory has had; shared by a tensor and its views."""
+
+    __slots__ = ("v",)
+
+    def __init__(self):
+        self.v = 0
+
+
+def version_counter(t) -> VersionCounter:
+    """The tensor's version counter (made on first use)."""
+    vc = t._vc
+    if vc is None:
+        vc = t._vc = VersionCounter()
+    return vc
+
+
+def saved_entry(t, what: str) -> tuple:
+    """(counter, version now, description, shape, dtype): what backward checks for tensor `t`."""
+    vc = version_counter(t)
+    return vc, vc.v, what, t.shape, t.dtype
+
+
+class TensorMeta:
+    """What a freed node keeps of an input tensor: shape, dtype, name and the node that made
+    it (so the graph can still be drawn after backward), values only when there are at most
+    4 of them, and `.grad` through a weak reference to the tensor while it is alive."""
+
+    __slots__ = ("shape", "dtype", "name", "requires_grad", "_ctx", "_ref", "data", "_sources", "_is_constant",
+                 "_retains_grad")
+
+    def __init__(self, t):
+        self.shape, self.dtype, self.name, self.requires_grad = t.shape, t.dtype, t.name, t.requires_grad
+        self._ctx, self._ref = t._ctx, weakref.ref(t)
+        self.data = t.data.copy() if t.data.size <= 4 else None
+        self._sources = [meta(s) for s in t._sources] if t._sources else None
+        self._is_constant, self._retains_grad = t._is_constant, t._retains_grad
+
+    ndim = property(lambda self: len(self.shape), doc="Number of dimensions.")
+    def numel(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape))
+
+    is_leaf = property(lambda self: self._ctx is None, doc="True when no recorded op made the tensor.")
+    grad_fn = property(lambda self: self._ctx, doc="The node that made the tensor, or None.")
+
+    @property
+    def grad(self):
+        """The tensor's `.grad`, while the tensor is alive."""
+        t = self._ref()
+        return None if t is None else t.grad
+
+    def __repr__(self):
+        return f"TensorMeta(shape={self.shape}, dtype={self.dtype}" + (f", name={self.name!r})" if self.name else ")")
+
+
+def meta(t):
+    """What a freed graph keeps of `t`: a leaf that requires grad (a parameter) itself, else a TensorMeta."""
+    if t is None or isinstance(t, TensorMeta) or (t._ctx is None and t.requires_grad):
+        return t
+    m = t._meta
+    if m is None or m._ctx is not t._ctx:
+        m = t._meta = TensorMeta(t)
+    return m
+
+
+def _light(v) -> bool:
+    """True for an attribute worth keeping after backward (drawing shows it): no arrays."""
+    if isinstance(v, np.ndarray):
+        return False
+    if isinstance(v, (tuple, list)):
+        return all(_light(x) for x in v)
+    return True
+
+
+class Function:
+    """One differentiable op: a node of the graph.
+
+    Subclasses define `forward(self, *arrays, **attrs) -> ndarray` and
+    `backward(self, grad) -> Tensor | tuple[Tensor | None, ...]` (one gradient per
+    input, written in Tensor ops). `forward` may keep what backward needs on `self`;
+    `self.needs_input_grad` says which inputs want a gradient. In `backward`,
+    `self.inputs` are the input Tensors and `self.output` the output Tensor, and
+    `self.grad_is_free` is True when nothing but the engine refers to `grad` or its
+    array: backward may then write its result into `grad.data` and return `grad`.
+
+    `SAVES` maps an input index to the tensors backward reads when that input wants a
+    gradient (input indices, or "out" for the output); their versions are checked before
+    backward runs. `IS_VIEW` marks ops whose output may share the input's memory.
+    """
+
+    SAVES: dict = {}
+    IS_VIEW = False
+    _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "freed", "_out", "backward_of")
+    grad_is_free = False  # set by the engine just before it calls backward
+    _saved = None  # saved_entry tuples, checked before backward
+    backward_of = None  # under create_graph: the node whose backward rule recorded this one
+    scope = None
+
+    @classmethod
+    def apply(cls, *inputs, **attrs):
+        """Run the op on Tensors (None allowed for optional inputs) and record it."""
+        fn = cls()
+        st = state
+        req = [t is not None and t.requires_grad for t in inputs]
+        record = st.grad_enabled and any(req)
+        fn.needs_input_grad = tuple(req) if record else (False,) * len(inputs)
+        data = fn.forward(*[None if t is None else t.data for t in inputs], **attrs)
+        if type(data) is not np.ndarray:  # numpy gives scalars for 0-d results; a tensor's memory is an array
+            data = np.asarray(data)
+        out = Tensor._make(data, record)
+        if cls.IS_VIEW:
+            _link_view(out, inputs[0])
+        if record:
+            for t in inputs:
+                if t is not None and t._stale:
+                    raise RuntimeError(_STALE_VIEW.format(op=fn.op_name, shape=t.shape))
+            fn.inputs, fn.attrs, fn.freed = inputs, attrs, False
+            fn.modules = tuple(st.module_stack)
+            scope = fn.scope = st.op_stack[0] if st.op_stack else None
+            if st.backward_of is not None:
+                fn.backward_of = st.backward_of
+            fn._out = weakref.ref(out)
+            out._ctx = fn
+            if cls.SAVES or (scope is not None and scope.saved):
+                fn._saved = fn._saved_entries(inputs, out, req, scope)
+            ref = weakref.ref(fn)
+            for t in inputs:
+                if t is not None and (t._ctx is not None or not t.requires_grad):  # parameters are never rebased
+                    _add_consumer(t, ref)
+        elif st.op_stack:  # an unrecorded step inside a composite op: remember its sources for drawing
+            out._sources = [t for t in inputs if t is not None]
+        return out
+
+    def _saved_entries(self, inputs, out, req, scope) -> list:
+        keys = set()
+        for i, need in enumerate(req):
+            if need:
+                keys.update(self.SAVES.get(i, ()))
+        entries = [saved_entry(out, "output") if k == "out" else saved_entry(inputs[k], f"input {k}")
+                   for k in sorted(keys, key=str) if k == "out" or inputs[k] is not None]
+        if scope is not None:
+            entries.extend(scope.saved)
+        return entries
+
+    def check_saved(self) -> None:
+        """Raise RuntimeError if a tensor that backward reads was changed in place since forward."""
+        for vc, v, what, shape, dtype in self._saved:
+            if vc.v != v:
+                raise RuntimeError(
+                    f"{self.op_name} backward: one of the tensors it needs, its {what} of shape {tuple(shape)} "
+                    f"({dtype}), was modified by an in-place operation after the forward pass: it is at version "
+                    f"{vc.v}, expected version {v}. Change it out of place (or on a .clone()) instead, or run "
+                    f"backward before changing it.")
+
+    @property
+    def output(self):
+        """The output Tensor of this node (alive while the graph is)."""
+        return self._out()
+
+    @property
+    def name(self) -> str:
+        """The op's class name, as repr shows it."""
+        return type(self).__name__
+
+    @property
+    def op_name(self) -> str:
+        """The op's functional name: MaxPool2d -> max_pool2d."""
+        return getattr(type(self), "OP_NAME", None) or re.sub(r"(?<=[a-z])(?=[A-Z])", "_", self.name).lower()
+
+    def free(self):
+        """Drop what forward saved, array attributes and the inputs' arrays (called after
+        backward unless retain_graph); what drawing needs stays."""
+        for k in list(vars(self)):
+            if k not in self._keep:
+                delattr(self, k)
+        self.attrs = {k: v for k, v in self.attrs.items() if _light(v)}
+        self.inputs = tuple(meta(t) for t in self.inputs)
+        self.freed = True
+
+    def rebind_output(self, t) -> None:
+        """Make `t` this node's output (an in-place op wrote the result into `t`'s memory)."""
+        self._out = weakref.ref(t)
+        if self._saved:
+            self._saved = [saved_entry(t, "output") if e[2] == "output" else e for e in self._saved]
+
+    @classmethod
+    def apply_inplace(cls, target, *others, **attrs):
+        """Run the op on (target, *others) and write the result into `target`'s memory, as
+        PyTorch's in-place ops do. Recorded (target becomes the op's output in the graph)
+        when grad mode is on and an operand requires grad. Returns target."""
+        record = state.grad_enabled and (target.requires_grad or any(o is not None and o.requires_grad
+                                                                     for o in others))
+        if not record:
+            with _no_recording():
+                out = cls.apply(target, *others, **attrs)
+            _write_into(target, out.data)
+            return target
+        _check_rebase(target, cls)
+        old = _split_history(target, cls, others)
+        out = cls.apply(old, *[old if o is target else o for o in others], **attrs)
+        if out.dtype != target.dtype:
+            out = out.to(target.dtype)
+        _write_into(target, out.data)
+        fn = out._ctx
+        target._ctx, target.requires_grad = fn, True
+        fn.rebind_output(target)
+        return target
+
+    def forward(self, *arrays, **attrs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, grad):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+_STALE_VIEW = ("{op}: an input of shape {shape} is a view of a tensor that was since changed by a recorded in-place "
+               "operation, so its gradient would be wrong here; take the view again after the in-place change, or "
+               "clone() before changing")
+
+
+def _link_view(out, inp) -> None:
+    """`out` shares `inp`'s memory: the same version counter, and marked as a view."""
+    base = out.data.base
+    if out.data is inp.data or (base is not None and (base is inp.data or base is inp.data.base)):
+        out._vc = version_counter(inp)
+        out._is_view = True
+
+
+def _add_consumer(t, ref) -> None:
+    c = t._consumers
+    if c is None:
+        t._consumers = [ref]
+        return
+    c.append(ref)
+    if len(c) >= 16 and not len(c) & (len(c) - 1):  # at 16, 32, 64, ...: drop the dead ones
+        c[:] = [r for r in c if r() is not None]
+
+
+def _consumers(t):
+    return [fn for fn in (r() for r in t._consumers or ()) if fn is not None and not fn.freed]
+
+
+class _no_recording:
+    """grad mode off for one step, without the cost of the public context manager."""
+
+    def __enter__(self):
+        self.prev, state.grad_enabled = state.grad_enabled, False
+
+    def __exit__(self, *exc):
+        state.grad_enabled = self.prev
+
+
+def _write_into(target, result: np.ndarray) -> None:
+    """Copy an in-place op's result into target's memory and bump its version."""
+    if result.shape != target.shape:
+        from ..errors import ShapeError
+        raise ShapeError(f"in-place op: the result has shape {result.shape}, which does not fit the tensor's "
+                         f"shape {target.shape} (broadcasting may not grow the tensor changed in place)")
+    if not target.data.flags.writeable:
+        raise RuntimeError(f"in-place op on a read-only tensor of shape {target.shape} (an expand() view, or "
+                           f"memory shared with a read-only array); clone() it first")
+    np.copyto(target.data, result, casting="unsafe")
+    version_counter(target).v += 1
+
+
+def _check_rebase(target, cls) -> None:
+    if target._ctx is None and target.requires_grad:
+        raise RuntimeError(f"{cls.__name__.lower()}_: a leaf tensor that requires grad (shape {target.shape}) is "
+                           "being used in an in-place operation; do it inside `with no_grad():` (as an optimizer "
+                           "step does), or on a copy")
+    if target._is_view:
+        raise RuntimeError(f"{cls.__name__.lower()}_: in-place changes to a view (shape {target.shape}) that are "
+                           "recorded for autograd are not supported; change the tensor it views, or clone() the view "
+                           "first")
+
+
+def _split_history(target, cls, others):
+    """Give target's past (its node and the ops that already used it) to a new tensor `old`,
+    so that target can become the in-place op's output. `old` holds a copy of the values
+    when the op's backward reads them."""
+    from ..tensor import Tensor
+    req = [target.requires_grad] + [o is not None and (o is target or o.requires_grad) for o in others]
+    reads = set()
+    for i, need in enumerate(req):
+        if need:
+            reads.update(cls.SAVES.get(i, ()))
+    reads_old = 0 in reads or any(o is target and i + 1 in reads for i, o in enumerate(others))
+    old = Tensor._make(target.data.copy() if reads_old else target.data, target.requires_grad)
+    if not reads_old:
+        old._vc = version_counter(target)
+    old._ctx, old.name = target._ctx, target.name
+    if old._ctx is not None:
+        old._ctx._out = weakref.ref(old)
+    for fn in _consumers(target):
+        fn.inputs = tuple(old if t is target else t for t in fn.inputs)
+        if fn.IS_VIEW:
+            _mark_stale(fn.output)
+    old._consumers, target._consumers = target._consumers, None
+    return old
+
+
+def _mark_stale(view) -> None:
+    """A recorded view whose base was rebased by an in-place op: its later uses would miss the
+    change in the gradient, so Function.apply refuses them (and those of views of it)."""
+    if view is None or not view._is_view:
+        return
+    view._stale = True
+    for fn in _consumers(view):
+        if fn.IS_VIEW:
+            _mark_stale(fn.output)
+
+
+from ..tensor import Tensor  # noqa: E402  (tensor.py needs Function defined above)

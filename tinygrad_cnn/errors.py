@@ -7,7 +7,11 @@ here derives from both, so `except RuntimeError` (PyTorch-style) and `except Val
 """
 
 
-class ShapeError(RuntimeError, ValueError):
+class InvalidArgumentError(RuntimeError, ValueError):
+    """An argument value that PyTorch rejects with RuntimeError (a negative padding, a stride of 0, ...)."""
+
+
+class ShapeError(InvalidArgumentError):
     """Shapes that do not fit together (matmul, conv2d, reshape, cat, broadcasting, ...)."""
 
 

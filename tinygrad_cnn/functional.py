@@ -7,12 +7,15 @@ their forward, in Tensor ops, so `create_graph=True` works through all of them.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import kernels
+from .errors import DTypeError, IndexOutOfRangeError, InvalidArgumentError, ShapeError, dim_out_of_range
 from .ops import cat, pad, where  # noqa: F401  (pad is part of F's API)
 from .rng import get_rng
-from .tensor import Function, Tensor, op_scope
+from .tensor import Function, Tensor, is_grad_enabled, op_scope
 
 __all__ = [
     "conv2d", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
@@ -24,11 +27,38 @@ __all__ = [
 # ----------------------------------------------------------------------------- geometry
 
 
+def _accepts_unbatched(fn):
+    """Let an (N, C, H, W) op take one (C, H, W) image too, as PyTorch's do."""
+    @functools.wraps(fn)
+    def wrapper(input, *args, **kwargs):
+        if isinstance(input, Tensor) and input.ndim == 3:
+            out = fn(input.unsqueeze(0), *args, **kwargs)
+            return tuple(o.squeeze(0) for o in out) if isinstance(out, tuple) else out.squeeze(0)
+        return fn(input, *args, **kwargs)
+
+    return wrapper
+
+
+def _same_dtype(name, input: Tensor, weight: Tensor, bias) -> None:
+    """PyTorch refuses an input whose dtype differs from the parameters'; say what to cast."""
+    if input.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+        extra = f", bias {bias.dtype}" if bias is not None and bias.dtype != weight.dtype else ""
+        raise DTypeError(f"{name}: input is {input.dtype} but weight is {weight.dtype}{extra}; cast the input "
+                         f"with x.to({weight.dtype}) (or the module's parameters with module.to({input.dtype}))")
+
+
+def _saved_for_backward(**pairs) -> dict | None:
+    """The tensors a composite op reads in backward, when it is being recorded (see op_scope)."""
+    if not is_grad_enabled():
+        return None
+    return {name: t for name, (t, needed) in pairs.items() if needed}
+
+
 def _check_4d(name, x: Tensor):
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
     if x.ndim != 4:
-        raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"{name}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
 
 
 def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False):
@@ -36,27 +66,27 @@ def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False):
     kernel, stride, dilation = kernels.pair(kernel, "kernel_size"), kernels.pair(stride, "stride"), \
         kernels.pair(dilation, "dilation")
     if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
-        raise ValueError(f"{name}: kernel {kernel}, stride {stride} and dilation {dilation} must be positive")
+        raise InvalidArgumentError(f"{name}: kernel {kernel}, stride {stride} and dilation {dilation} must be positive")
     if isinstance(padding, str):
         if padding == "valid":
             padding = ((0, 0), (0, 0))
         elif padding == "same":
             if stride != (1, 1):
-                raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride}")
+                raise InvalidArgumentError(f"{name}: padding='same' needs stride 1, got stride {stride}")
             total = [d * (k - 1) for k, d in zip(kernel, dilation)]
             padding = tuple((t // 2, t - t // 2) for t in total)
         else:
-            raise ValueError(f"{name}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            raise InvalidArgumentError(f"{name}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     else:
         ph, pw = kernels.pair(padding, "padding")
         if ph < 0 or pw < 0:
-            raise ValueError(f"{name}: padding must be non-negative, got {(ph, pw)}")
+            raise InvalidArgumentError(f"{name}: padding must be non-negative, got {(ph, pw)}")
         padding = ((ph, ph), (pw, pw))
     h, w = shape[2:]
     eff = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
     for size, (lo, hi), e, axis in zip((h, w), padding, eff, "HW"):
         if e > size + lo + hi:
-            raise ValueError(f"{name}: kernel {kernel} (dilated extent {e}) is larger than the padded input "
+            raise ShapeError(f"{name}: kernel {kernel} (dilated extent {e}) is larger than the padded input "
                              f"{axis}={size + lo + hi} (input shape {shape}, padding {padding})")
     out_hw = tuple(kernels.output_size(size, k, s, lo, hi, d, ceil_mode)
                    for size, k, s, (lo, hi), d in zip((h, w), kernel, stride, padding, dilation))
@@ -103,16 +133,16 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
     """Differentiable col2im, as `torch.nn.functional.fold`: (N, C*KH*KW, L) -> (N, C, H, W),
     with output_size = (H, W); the adjoint of `unfold`, so overlapping windows add up."""
     if input.ndim != 3:
-        raise ValueError(f"fold: input must be 3-D (N, C*KH*KW, L), got shape {input.shape}")
+        raise ShapeError(f"fold: input must be 3-D (N, C*KH*KW, L), got shape {input.shape}")
     kh, kw = kernels.pair(kernel_size, "kernel_size")
     n, ck, length = input.shape
     if ck % (kh * kw):
-        raise ValueError(f"fold: input dim 1 ({ck}) is not divisible by the kernel size {kh}x{kw}")
+        raise ShapeError(f"fold: input dim 1 ({ck}) is not divisible by the kernel size {kh}x{kw}")
     h, w = kernels.pair(output_size, "output_size")
     shape = (n, ck // (kh * kw), h, w)
     geom = _geometry("fold", shape, (kh, kw), stride, padding, dilation)
     if geom[-1][0] * geom[-1][1] != length:
-        raise ValueError(f"fold: input has {length} blocks, but output_size {(h, w)} with kernel {(kh, kw)} "
+        raise ShapeError(f"fold: input has {length} blocks, but output_size {(h, w)} with kernel {(kh, kw)} "
                          f"gives {geom[-1][0]} x {geom[-1][1]}")
     return Fold.apply(input, shape=shape, geom=geom)
 
@@ -145,6 +175,7 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
 # ----------------------------------------------------------------------------- convolution
 
 
+@_accepts_unbatched
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups=1) -> Tensor:
     """2-D cross-correlation, as `torch.nn.functional.conv2d`.
@@ -158,19 +189,21 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     """
     _check_4d("conv2d", input)
     if weight.ndim != 4:
-        raise ValueError(f"conv2d: weight must be 4-D (OC, C/groups, KH, KW), got shape {weight.shape}")
+        raise ShapeError(f"conv2d: weight must be 4-D (OC, C/groups, KH, KW), got shape {weight.shape}")
     n, c = input.shape[:2]
     oc, cg, kh, kw = weight.shape
     if groups <= 0 or c % groups or oc % groups:
-        raise ValueError(f"conv2d: groups={groups} must divide both input channels {c} and output channels {oc}")
+        raise ShapeError(f"conv2d: groups={groups} must divide both input channels {c} and output channels {oc}")
     if cg * groups != c:
-        raise ValueError(f"conv2d: input has {c} channels but weight {weight.shape} expects {cg * groups} "
+        raise ShapeError(f"conv2d: input has {c} channels but weight {weight.shape} expects {cg * groups} "
                          f"(= {cg} x groups {groups}); input shape {input.shape}")
     if bias is not None and bias.shape != (oc,):
-        raise ValueError(f"conv2d: bias must have shape ({oc},), got {bias.shape}")
+        raise ShapeError(f"conv2d: bias must have shape ({oc},), got {bias.shape}")
+    _same_dtype("conv2d", input, weight, bias)
     geom = _geometry("conv2d", input.shape, (kh, kw), stride, padding, dilation)
     oh, ow = geom[-1]
-    with op_scope("conv2d", stride=geom[1], padding=geom[2], dilation=geom[3], groups=groups):
+    saved = _saved_for_backward(input=(input, weight.requires_grad), weight=(weight, input.requires_grad))
+    with op_scope("conv2d", saved, stride=geom[1], padding=geom[2], dilation=geom[3], groups=groups):
         if groups == 1:
             # (OC, C*KH*KW [+1]) @ (N, C*KH*KW [+1], L) -> (N, OC, L); the bias rides along
             # as the weight's last column times a row of ones in the columns
@@ -189,6 +222,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
 class MaxPool2d(Function):
     """Max over windows; the gradient goes to each window's first maximum (`PoolScatter`)."""
+
+    SAVES = {0: (0,)}  # as PyTorch's (its backward reads the input); ours reads the argmax only
 
     def forward(self, x, geom):
         out, self.arg = kernels.max_pool(x, *geom, with_arg=self.needs_input_grad[0])
@@ -227,13 +262,14 @@ def _pool_geometry(name, input, kernel_size, stride, padding, dilation, ceil_mod
                                                        ceil_mode)
     for (lo, _), k in zip(pads, kernel):
         if lo > k // 2:
-            raise ValueError(f"{name}: padding {lo} must be at most half the kernel size {kernel}")
+            raise InvalidArgumentError(f"{name}: padding {lo} must be at most half the kernel size {kernel}")
     # ceil_mode may need extra rows/cols of padding at the bottom/right
     pads = tuple((lo, max(hi, (o - 1) * s + d * (k - 1) + 1 - size - lo))
                  for (lo, hi), o, s, d, k, size in zip(pads, out_hw, stride, dilation, kernel, input.shape[2:]))
     return kernel, stride, pads, dilation, out_hw
 
 
+@_accepts_unbatched
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Max pooling, as `torch.nn.functional.max_pool2d`: (N, C, H, W) -> (N, C, OH, OW).
@@ -258,6 +294,7 @@ def _flat_indices(shape, geom, arg):
     return rows * shape[3] + cols
 
 
+@_accepts_unbatched
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> Tensor:
     """Average pooling, as `torch.nn.functional.avg_pool2d`: (N, C, H, W) -> (N, C, OH, OW).
 
@@ -273,7 +310,8 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=Fal
     mask = np.zeros((1, 1, h + t + b, w + left + r), dtype=input.dtype)
     mask[:, :, t - ph:t + h + ph, left - pw:left + w + pw] = 1
     count = kernels.window_sum(mask, kernel, stride, dilation, out_hw)
-    with op_scope("avg_pool2d", kernel_size=kernel, stride=stride, padding=pads):
+    saved = _saved_for_backward(input=(input, input.requires_grad))
+    with op_scope("avg_pool2d", saved, kernel_size=kernel, stride=stride, padding=pads):
         xp = pad(input, (left, r, t, b))
         total = None
         for _, _, rows, cols in kernels.offset_slices(kernel, stride, dilation, out_hw):
@@ -309,7 +347,10 @@ def tanh(input: Tensor) -> Tensor:
 class LogSoftmax(Function):
     """x - logsumexp(x) along a dim; backward g - softmax * sum(g)."""
 
+    SAVES = {0: ("out",)}
+
     def forward(self, x, dim):
+        dim = dim if x.ndim else None
         z = x - x.max(axis=dim, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=dim, keepdims=True))
 
@@ -321,7 +362,10 @@ class LogSoftmax(Function):
 class Softmax(Function):
     """exp(x) / sum(exp(x)) along a dim; backward y * (g - sum(g * y))."""
 
+    SAVES = {0: ("out",)}
+
     def forward(self, x, dim):
+        dim = dim if x.ndim else None
         e = np.exp(x - x.max(axis=dim, keepdims=True))
         return e / e.sum(axis=dim, keepdims=True)
 
@@ -331,9 +375,9 @@ class Softmax(Function):
 
 
 def _check_dim(name, input, dim):
-    if not -max(input.ndim, 1) <= dim < max(input.ndim, 1):
-        raise ValueError(f"{name}: dim {dim} is out of range for shape {input.shape}")
-    return dim % max(input.ndim, 1)
+    if not isinstance(dim, (int, np.integer)) or not -max(input.ndim, 1) <= dim < max(input.ndim, 1):
+        raise dim_out_of_range(name, dim, input.ndim)
+    return int(dim) % max(input.ndim, 1)
 
 
 def softmax(input: Tensor, dim: int) -> Tensor:
@@ -352,7 +396,8 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input (*, in) @ weight (out, in).T + bias (out,) -> (*, out)."""
     if weight.ndim != 2 or input.shape[-1:] != weight.shape[1:]:
-        raise ValueError(f"linear: input {input.shape} does not fit weight {weight.shape} (out, in)")
+        raise ShapeError(f"linear: input {input.shape} does not fit weight {weight.shape} (out, in)")
+    _same_dtype("linear", input, weight, bias)
     with op_scope("linear"):
         out = input @ weight.T
         return out if bias is None else out + bias
@@ -388,8 +433,12 @@ def _class_last(input: Tensor, target=None):
     perm = (0,) + tuple(range(2, input.ndim)) + (1,)
     flat = input.permute(*perm).reshape(-1, input.shape[1])
     if target is not None:
-        target = target.reshape(-1) if target.ndim == input.ndim - 1 else \
-            np.transpose(target, perm).reshape(-1, input.shape[1])
+        if target.ndim == input.ndim - 1:
+            target = target.reshape(-1)
+        elif isinstance(target, Tensor):
+            target = target.permute(*perm).reshape(-1, input.shape[1])
+        else:
+            target = np.transpose(target, perm).reshape(-1, input.shape[1])
     return flat, target
 
 
@@ -443,12 +492,12 @@ class NllLoss(Function):
 
 def _check_labels(name, t, n, c, ignore_index):
     if not np.issubdtype(t.dtype, np.integer):
-        raise ValueError(f"{name}: class-index target must be integers, got dtype {t.dtype}")
+        raise InvalidArgumentError(f"{name}: class-index target must be integers, got dtype {t.dtype}")
     if t.shape != (n,):
         raise ValueError(f"{name}: target of shape {t.shape} does not match input batch {n}")
     bad = (t != ignore_index) & ((t < 0) | (t >= c))
     if bad.any():
-        raise ValueError(f"{name}: target labels {np.unique(t[bad]).tolist()} are out of range for {c} classes")
+        raise IndexOutOfRangeError(f"{name}: target labels {np.unique(t[bad]).tolist()} are out of range for {c} classes")
 
 
 def _reduce(loss: Tensor, reduction, denom, input, target):
@@ -479,24 +528,24 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if input.ndim == 0:
-        raise ValueError("cross_entropy: input must have a class dimension, got a scalar")
+        raise ShapeError("cross_entropy: input must have a class dimension, got a scalar")
     cdim = 1 if input.ndim >= 2 else 0
     c = input.shape[cdim]
     logp = log_softmax(input, dim=cdim)
     t = _target_array(target)
     w = None if weight is None else _target_array(weight).astype(input.dtype)
     if w is not None and w.shape != (c,):
-        raise ValueError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
-    if np.issubdtype(t.dtype, np.floating):  # probabilities
+        raise ShapeError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
+    if np.issubdtype(t.dtype, np.floating):  # probabilities: a Tensor target gets a gradient too
         if t.shape != input.shape:
-            raise ValueError(f"cross_entropy: probability target of shape {t.shape} must match input {input.shape}")
-        t = t.astype(input.dtype)
+            raise ShapeError(f"cross_entropy: probability target of shape {t.shape} must match input {input.shape}")
+        tt = target.to(input.dtype) if isinstance(target, Tensor) else Tensor._constant(t.astype(input.dtype))
         if label_smoothing:
-            t = t * (1 - label_smoothing) + label_smoothing / c
-        lp, tt = _class_last(logp, t)
+            tt = tt * (1 - label_smoothing) + label_smoothing / c
+        lp, tt = _class_last(logp, tt)
         lp, tt = lp.reshape(-1, c), tt.reshape(-1, c)
-        wt = tt if w is None else tt * w
-        loss = -(lp * Tensor._constant(wt)).sum(dim=1)
+        wt = tt if w is None else tt * Tensor._constant(w)
+        loss = -(lp * wt).sum(dim=1)
         return _reduce(loss, reduction, lp.shape[0], input, t)
     nll = nll_loss(logp, t, weight=w, ignore_index=ignore_index, reduction=reduction)
     if not label_smoothing:

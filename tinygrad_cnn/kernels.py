@@ -59,6 +59,14 @@ def in_order(a: np.ndarray, order: tuple) -> np.ndarray:
     return out
 
 
+def lowest(dtype) -> float | int | bool:
+    """The value below every other of `dtype`: -inf, the integer minimum, or False."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return -np.inf
+    return np.iinfo(dtype).min if dtype.kind in "iu" else False
+
+
 def pad4(x: np.ndarray, padding, value=0.0, order=None) -> np.ndarray:
     """Pad H and W of an (N, C, H, W) array by ((top, bottom), (left, right)); x itself when
     there is no padding. The padded array is laid out in `order` (default: x's layout)."""
@@ -172,7 +180,7 @@ def _windows_disjoint(kernel, stride, dilation) -> bool:
 def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
     """Max over each window, padding with -inf. Returns (out, arg): arg is the kernel offset
     (i*KW + j) of each window's first maximum (None unless `with_arg`)."""
-    xp = pad4(x, padding, -np.inf)
+    xp = pad4(x, padding, lowest(x.dtype))
     if not with_arg and stride == kernel and dilation == (1, 1) and xp.flags.c_contiguous:
         return _max_pool_tiled(xp, kernel, out_hw), None
     slices = [xp[:, :, rows, cols] for _, _, rows, cols in offset_slices(kernel, stride, dilation, out_hw)]

@@ -143,7 +143,8 @@ class Div(Function):
     SAVES = {0: (1,), 1: (0, 1)}
 
     def forward(self, a, b):
-        return broadcasting("div", np.true_divide, a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):  # x / 0 is inf or nan, silently, as in PyTorch
+            return broadcasting("div", np.true_divide, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -161,16 +162,18 @@ class Pow(Function):
     def forward(self, a, b):
         if a.dtype.kind in "iu" and b.dtype.kind in "iu" and np.any(b < 0):
             raise ValueError("pow: integers to negative integer powers are not allowed")
-        return broadcasting("pow", np.power, a, b)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return broadcasting("pow", np.power, a, b)
 
     def backward(self, g):
         a, b = self.inputs
         zero = Tensor._constant(np.zeros((), dtype=g.dtype))
         ga = gb = None
-        if self.needs_input_grad[0]:
-            ga = unbroadcast(where(b.data == 0, zero, g * b * a ** (b - 1)), a.shape)
-        if self.needs_input_grad[1]:
-            gb = unbroadcast(where((a.data == 0) & (b.data >= 0), zero, g * self.output * a.log()), b.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):  # the values where() replaces
+            if self.needs_input_grad[0]:
+                ga = unbroadcast(where(b.data == 0, zero, g * b * a ** (b - 1)), a.shape)
+            if self.needs_input_grad[1]:
+                gb = unbroadcast(where((a.data == 0) & (b.data >= 0), zero, g * self.output * a.log()), b.shape)
         return ga, gb
 
 
@@ -281,7 +284,8 @@ class Log(Function):
     SAVES = {0: (0,)}
 
     def forward(self, a):
-        return np.log(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf, log(-1) = nan, as in PyTorch
+            return np.log(a)
 
     def backward(self, g):
         return g / self.inputs[0]
@@ -628,7 +632,7 @@ class Clone(Function):
 
 
 class Copy(Function):
-    """`dst.copy_(src)`: src broadcast to dst's shape. dst's old values get no gradient."""
+    """`dst.copy_(src)`: src broadcast to dst's shape. dst's old values get a zero gradient."""
 
     def forward(self, dst, src):
         try:
@@ -637,7 +641,8 @@ class Copy(Function):
             raise ShapeError(f"copy_: a source of shape {src.shape} cannot be broadcast to {dst.shape}") from None
 
     def backward(self, g):
-        return None, unbroadcast(g, self.inputs[1].shape) if self.needs_input_grad[1] else None
+        gd = Tensor._constant(np.zeros(g.shape, g.dtype)) if self.needs_input_grad[0] else None  # as PyTorch: zeros
+        return gd, unbroadcast(g, self.inputs[1].shape) if self.needs_input_grad[1] else None
 
 
 class Clamp(Function):

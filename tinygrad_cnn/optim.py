@@ -58,6 +58,7 @@ class Optimizer:
                 if g.dtype != p.dtype:
                     g = g.astype(p.dtype)
                 self._update(p.data, g, self.state.setdefault(id(p), {}), group)
+                p._bump_version()  # an in-place change: a graph that saved p refuses to backward
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:  # pragma: no cover
         raise NotImplementedError

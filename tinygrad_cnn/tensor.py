@@ -364,7 +364,7 @@ class Tensor:
             raise DTypeError(f"{op}: result type {dt} can't be cast to the desired output type {self.dtype}")
         if other.dtype != dt and not other.requires_grad:
             other = Tensor._constant(other.data.astype(dt))
-        return Function.apply_inplace(cls, self, other)
+        return cls.apply_inplace(self, other)
 
     def add_(self, other, alpha=1):
         """self += alpha * other, in place; returns self."""
@@ -400,17 +400,17 @@ class Tensor:
         src = ops.as_tensor(src, self)
         if src.dtype != self.dtype:
             src = src.to(self.dtype) if src.requires_grad else Tensor._constant(src.data.astype(self.dtype))
-        return Function.apply_inplace(ops.Copy, self, src)
+        return ops.Copy.apply_inplace(self, src)
 
     def clamp_(self, min=None, max=None):
         """Clamp to [min, max], in place; returns self."""
-        return Function.apply_inplace(ops.Clamp, self, lo=min, hi=max)
+        return ops.Clamp.apply_inplace(self, lo=min, hi=max)
 
     def __setitem__(self, index, value):
         value = ops.as_tensor(value, self)
         if value.dtype != self.dtype:
             value = value.to(self.dtype) if value.requires_grad else Tensor._constant(value.data.astype(self.dtype))
-        Function.apply_inplace(ops.SetItem, self, value, steps=ops.torch_index(index))
+        ops.SetItem.apply_inplace(self, value, steps=ops.torch_index(index))
 
     # --- comparisons: not differentiable, give bool tensors
     def _compare(self, other, fn):

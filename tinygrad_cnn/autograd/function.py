@@ -216,8 +216,8 @@ class Function:
             _write_into(target, out.data)
             return target
         _check_rebase(target, cls)
-        old = _split_history(target, cls, others)
-        out = cls.apply(old, *[old if o is target else o for o in others], **attrs)
+        old, others = _split_history(target, cls, others)
+        out = cls.apply(old, *others, **attrs)
         if out.dtype != target.dtype:
             out = out.to(target.dtype)
         _write_into(target, out.data)
@@ -294,19 +294,20 @@ def _check_rebase(target, cls) -> None:
                            "first")
 
 
-def _split_history(target, cls, others):
+def _split_history(target, cls, others) -> tuple:
     """Give target's past (its node and the ops that already used it) to a new tensor `old`,
-    so that target can become the in-place op's output. `old` holds a copy of the values
-    when the op's backward reads them."""
+    so that target can become the in-place op's output; returns (old, others with target
+    replaced). `old` holds a copy of the values when the op's backward reads them, as
+    PyTorch keeps the original self. Where target is also another operand that backward
+    reads (x.mul_(x)), that operand shares target's version, so backward refuses, as PyTorch's does."""
     from ..tensor import Tensor
     req = [target.requires_grad] + [o is not None and (o is target or o.requires_grad) for o in others]
     reads = set()
     for i, need in enumerate(req):
         if need:
             reads.update(cls.SAVES.get(i, ()))
-    reads_old = 0 in reads or any(o is target and i + 1 in reads for i, o in enumerate(others))
-    old = Tensor._make(target.data.copy() if reads_old else target.data, target.requires_grad)
-    if not reads_old:
+    old = Tensor._make(target.data.copy() if 0 in reads else target.data, target.requires_grad)
+    if 0 not in reads:
         old._vc = version_counter(target)
     old._ctx, old.name = target._ctx, target.name
     if old._ctx is not None:
@@ -316,7 +317,16 @@ def _split_history(target, cls, others):
         if fn.IS_VIEW:
             _mark_stale(fn.output)
     old._consumers, target._consumers = target._consumers, None
-    return old
+    return old, [_alias(target) if o is target and i + 1 in reads else old if o is target else o
+                 for i, o in enumerate(others)]
+
+
+def _alias(target):
+    """target's memory and version counter under another name (see _split_history)."""
+    from ..tensor import Tensor
+    t = Tensor._make(target.data)
+    t._vc = version_counter(target)
+    return t
 
 
 def _mark_stale(view) -> None:

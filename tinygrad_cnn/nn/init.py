@@ -32,8 +32,9 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
-def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
-    tensor.data[...] = values.astype(tensor.dtype, copy=False)
+def _fill(tensor: Tensor, values) -> Tensor:
+    tensor.data[...] = np.asarray(values).astype(tensor.dtype, copy=False)
+    tensor._bump_version()
     return tensor
 
 
@@ -49,8 +50,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with `val`."""
-    tensor.data[...] = val
-    return tensor
+    return _fill(tensor, val)
 
 
 def zeros_(tensor: Tensor) -> Tensor:

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..dtypes import get_default_dtype
 from ..kernels import pair
 from ..tensor import Tensor
 from . import init
@@ -27,8 +28,9 @@ def _default_init(weight: Parameter, bias: Parameter | None, fan_in: int) -> Non
 class Linear(Module):
     """y = x @ weight.T + bias; weight (out_features, in_features)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
         super().__init__()
+        dtype = get_default_dtype() if dtype is None else dtype
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
         self.bias = Parameter(np.empty(out_features, dtype=dtype)) if bias else None
@@ -45,11 +47,12 @@ class Conv2d(Module):
     """2-D convolution; weight (out_channels, in_channels/groups, kh, kw)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, dtype=np.float32):
+                 groups: int = 1, bias: bool = True, dtype=None):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
+        dtype = get_default_dtype() if dtype is None else dtype
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups

@@ -155,6 +155,7 @@ class Module:
                 arrays[k] = a
         for k, a in arrays.items():
             own[k].data[...] = a
+            own[k]._bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     def train(self, mode: bool = True) -> "Module":

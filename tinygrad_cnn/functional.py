@@ -236,6 +236,8 @@ class MaxPool2d(Function):
 class PoolScatter(Function):
     """(N, C, OH, OW) -> (N, C, H, W): each value to its window's recorded maximum. Backward: `PoolGather`."""
 
+    HEAVY_ATTRS = ("arg",)
+
     def forward(self, g, arg, shape, geom):
         kernel, stride, padding, dilation, _ = geom
         return kernels.pool_scatter(g, arg, shape, kernel, stride, padding, dilation)
@@ -246,6 +248,8 @@ class PoolScatter(Function):
 
 class PoolGather(Function):
     """(N, C, H, W) -> (N, C, OH, OW): the values at the recorded maxima. Backward: `PoolScatter`."""
+
+    HEAVY_ATTRS = ("arg",)
 
     def forward(self, x, arg, geom):
         kernel, stride, padding, dilation, _ = geom
@@ -474,6 +478,8 @@ def _nll_loss(input, target, weight, ignore_index, reduction):
 class NllLoss(Function):
     """-weight[i] * logp[i, target[i]] for each row i of logp (M, C), then summed, averaged
     over the weights ('mean') or kept (M,) ('none'). Backward: -weight * grad at the targets."""
+
+    HEAVY_ATTRS = ("target", "weight")
 
     def forward(self, logp, target, weight, reduction):
         loss = -(logp[np.arange(len(target)), target] * weight)

@@ -42,11 +42,23 @@ def _cast(x, dt) -> Tensor:
     return Tensor._make(np.asarray(x).astype(dt, copy=False))
 
 
+def _float_scalar(x, like) -> Tensor | None:
+    """The common case, a float tensor with a Python number: the number in the tensor's dtype."""
+    if type(x) in (float, int) and type(like) is not type(x) and like.data.dtype.kind == "f":
+        return Tensor._constant(np.array(x, dtype=like.data.dtype))
+    return None
+
+
 def binary(cls, a, b) -> Tensor:
     """cls.apply(a, b) after PyTorch's type promotion; a or b may be a number or an array."""
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype and (
-            a.dtype.kind == "f" or cls is not Div):
-        return cls.apply(a, b)
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            if a.dtype == b.dtype and (a.dtype.kind == "f" or cls is not Div):
+                return cls.apply(a, b)
+        elif (c := _float_scalar(b, a)) is not None:
+            return cls.apply(a, c)
+    elif isinstance(b, Tensor) and (c := _float_scalar(a, b)) is not None:
+        return cls.apply(c, b)
     dt = dtypes.result_type(a, b)
     if cls is Div and dt.kind != "f":  # true division of integers gives the default float dtype
         dt = dtypes.get_default_dtype()
@@ -404,6 +416,8 @@ class Cast(Function):
 class Where(Function):
     """cond ? a : b (cond an attribute, not differentiable)."""
 
+    HEAVY_ATTRS = ("cond",)
+
     def forward(self, a, b, cond):
         try:
             return np.where(cond, a, b)
@@ -571,6 +585,8 @@ class GetItem(Function):
     """a[index] with PyTorch's rules (see `torch_index`): ints, slices, None, Ellipsis, integer
     and boolean arrays. Basic indexes give a view of the input."""
 
+    HEAVY_ATTRS = ("steps",)
+
     IS_VIEW = True
 
     def forward(self, a, steps):
@@ -582,6 +598,8 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """A zero tensor of `shape` with `g` added at the index `steps` (repeated indices add up)."""
+
+    HEAVY_ATTRS = ("steps",)
 
     def forward(self, g, steps, shape):
         out = np.zeros(shape, dtype=g.dtype)
@@ -599,6 +617,8 @@ class IndexAdd(Function):
 class SetItem(Function):
     """a with a[index] = v (v broadcast to the indexed shape). The gradient to a is zero at the
     index; to v, the gradient at the index summed back to v's shape."""
+
+    HEAVY_ATTRS = ("steps",)
 
     def forward(self, a, v, steps):
         out = a.copy()

@@ -742,8 +742,7 @@ class Tensor:
 
         `gradient` (same shape as self) is required unless self has one element.
         """
-        from .autograd.engine import backward
-        backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs)
+        _engine.backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs)
 
 
 def _arrays(x):
@@ -792,4 +791,5 @@ def check_device(d) -> None:
 
 
 from . import ops  # noqa: E402  (ops needs Tensor defined above)
-from .autograd.engine import backward, grad  # noqa: E402,F401  (re-exported: the engine needs Tensor)
+from .autograd import engine as _engine  # noqa: E402  (the engine needs Tensor)
+from .autograd.engine import backward, grad  # noqa: E402,F401  (re-exported)

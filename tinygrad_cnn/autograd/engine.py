@@ -148,12 +148,13 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
             for inp, gi in zip(ctx.inputs, in_grads):
                 if gi is None or inp is None or not inp.requires_grad:
                     continue
-                assert gi.shape == inp.shape, f"{ctx.name}.backward gave shape {gi.shape} for input {inp.shape}"
-                if gi.dtype != inp.dtype:  # every gradient in its tensor's dtype
-                    gi = gi.to(inp.dtype)
+                gd, d = gi.data, inp.data
+                assert gd.shape == d.shape, f"{ctx.name}.backward gave shape {gd.shape} for input {d.shape}"
+                if gd.dtype != d.dtype:  # every gradient in its tensor's dtype
+                    gi = gi.to(d.dtype)
                 k = id(inp)
                 grads[k] = grads[k] + gi if k in grads else gi
-            in_grads = gi = g = None  # hold no gradient past its use (see _refcounts)
+            in_grads = gi = gd = g = None  # hold no gradient past its use (see _refcounts)
             if not retain_graph:
                 ctx.free()
     finally:

@@ -27,7 +27,7 @@ class VersionCounter:
 
 
 def version_counter(t) -> VersionCounter:
-    """The tensor's version counter (made on first use)."""
+    """The tensor's version counter (made on first use; views and detached aliases share it)."""
     vc = t._vc
     if vc is None:
         vc = t._vc = VersionCounter()
@@ -37,7 +37,7 @@ def version_counter(t) -> VersionCounter:
 def saved_entry(t, what: str) -> tuple:
     """(counter, version now, description, shape, dtype): what backward checks for tensor `t`."""
     vc = version_counter(t)
-    return vc, vc.v, what, t.shape, t.dtype
+    return vc, vc.v, what, t.data.shape, t.data.dtype
 
 
 class TensorMeta:
@@ -49,7 +49,7 @@ class TensorMeta:
                  "_retains_grad")
 
     def __init__(self, t):
-        self.shape, self.dtype, self.name, self.requires_grad = t.shape, t.dtype, t.name, t.requires_grad
+        self.shape, self.dtype, self.name, self.requires_grad = t.data.shape, t.data.dtype, t.name, t.requires_grad
         self._ctx, self._ref = t._ctx, weakref.ref(t)
         self.data = t.data.copy() if t.data.size <= 4 else None
         self._sources = [meta(s) for s in t._sources] if t._sources else None
@@ -74,22 +74,14 @@ class TensorMeta:
 
 
 def meta(t):
-    """What a freed graph keeps of `t`: a leaf that requires grad (a parameter) itself, else a TensorMeta."""
-    if t is None or isinstance(t, TensorMeta) or (t._ctx is None and t.requires_grad):
+    """What a freed graph keeps of `t`: a leaf that requires grad (a parameter) or holds at most
+    4 values (a scalar an op made) itself, else a TensorMeta."""
+    if t is None or type(t) is TensorMeta or (t._ctx is None and (t.requires_grad or t.data.size <= 4)):
         return t
     m = t._meta
     if m is None or m._ctx is not t._ctx:
         m = t._meta = TensorMeta(t)
     return m
-
-
-def _light(v) -> bool:
-    """True for an attribute worth keeping after backward (drawing shows it): no arrays."""
-    if isinstance(v, np.ndarray):
-        return False
-    if isinstance(v, (tuple, list)):
-        return all(_light(x) for x in v)
-    return True
 
 
 class Function:
@@ -106,10 +98,13 @@ class Function:
     `SAVES` maps an input index to the tensors backward reads when that input wants a
     gradient (input indices, or "out" for the output); their versions are checked before
     backward runs. `IS_VIEW` marks ops whose output may share the input's memory.
+    `HEAVY_ATTRS` names the attributes (of `apply`'s keyword arguments) that hold arrays
+    (masks, indices), which the graph drops after backward.
     """
 
     SAVES: dict = {}
     IS_VIEW = False
+    HEAVY_ATTRS: tuple = ()  # attributes that may hold arrays as large as an activation: dropped by free()
     _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "freed", "_out", "backward_of")
     grad_is_free = False  # set by the engine just before it calls backward
     _saved = None  # saved_entry tuples, checked before backward
@@ -152,12 +147,8 @@ class Function:
         return out
 
     def _saved_entries(self, inputs, out, req, scope) -> list:
-        keys = set()
-        for i, need in enumerate(req):
-            if need:
-                keys.update(self.SAVES.get(i, ()))
         entries = [saved_entry(out, "output") if k == "out" else saved_entry(inputs[k], f"input {k}")
-                   for k in sorted(keys, key=str) if k == "out" or inputs[k] is not None]
+                   for k in _saved_keys(type(self), tuple(req)) if k == "out" or inputs[k] is not None]
         if scope is not None:
             entries.extend(scope.saved)
         return entries
@@ -193,7 +184,8 @@ class Function:
         for k in list(vars(self)):
             if k not in self._keep:
                 delattr(self, k)
-        self.attrs = {k: v for k, v in self.attrs.items() if _light(v)}
+        if self.HEAVY_ATTRS:
+            self.attrs = {k: v for k, v in self.attrs.items() if k not in self.HEAVY_ATTRS}
         self.inputs = tuple(meta(t) for t in self.inputs)
         self.freed = True
 
@@ -238,12 +230,27 @@ _STALE_VIEW = ("{op}: an input of shape {shape} is a view of a tensor that was s
                "clone() before changing")
 
 
+_SAVED_KEYS: dict = {}
+
+
+def _saved_keys(cls, req: tuple) -> tuple:
+    """What cls's backward reads when the inputs flagged in `req` want gradients (cached)."""
+    keys = _SAVED_KEYS.get((cls, req))
+    if keys is None:
+        found = set()
+        for i, need in enumerate(req):
+            if need:
+                found.update(cls.SAVES.get(i, ()))
+        keys = _SAVED_KEYS[cls, req] = tuple(sorted(found, key=str))
+    return keys
+
+
 def _link_view(out, inp) -> None:
-    """`out` shares `inp`'s memory: the same version counter, and marked as a view."""
+    """`out` shares `inp`'s memory: the same version counter, and marked as a view. (No
+    reference to `inp` itself: the engine's reuse of gradient buffers counts references.)"""
     base = out.data.base
-    if out.data is inp.data or (base is not None and (base is inp.data or base is inp.data.base)):
-        out._vc = version_counter(inp)
-        out._is_view = True
+    if base is not None and (base is inp.data or base is inp.data.base) or out.data is inp.data:
+        out._vc, out._is_view = version_counter(inp), True
 
 
 def _add_consumer(t, ref) -> None:

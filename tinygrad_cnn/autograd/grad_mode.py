@@ -124,7 +124,6 @@ class op_scope:
     __slots__ = ("scope",)
 
     def __init__(self, name: str, saved: dict | None = None, **attrs):
-        from .function import saved_entry
         entries = tuple(saved_entry(t, what) for what, t in saved.items() if t is not None) if saved else ()
         self.scope = OpScope(name, attrs, entries)
 
@@ -149,3 +148,6 @@ class module_scope:
 
     def __exit__(self, *exc):
         state.module_stack.pop()
+
+
+from .function import saved_entry  # noqa: E402  (function.py needs `state` from here)

@@ -1,0 +1,1 @@
+"""`tinygrad_cnn.utils`: `utils.data` (Dataset, TensorDataset, DataLoader), as torch.utils."""

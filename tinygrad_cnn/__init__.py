@@ -5,11 +5,12 @@ from .gradcheck import gradcheck, gradgradcheck
 from .ops import cat, pad, stack, where
 from .rng import manual_seed
 from .tensor import Function, Tensor, backward, enable_grad, grad, is_grad_enabled, no_grad
+from . import datasets, transforms, utils  # noqa: E402  (torch.utils.data and torchvision's parts)
 
 _malloc.tune()
 __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled",
     "cat", "stack", "pad", "where", "gradcheck", "gradgradcheck", "manual_seed", "im2col", "col2im",
-    "functional",
+    "functional", "utils", "datasets", "transforms",
 ]

@@ -367,7 +367,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metrics, epoch=None) -> None:
         """Record this epoch's metric (a number or a one-element Tensor) and reduce the lr on a plateau."""
-        current = float(metrics)
+        current = float(metrics.item() if hasattr(metrics, "item") else metrics)
         if epoch is None:
             epoch = self.last_epoch + 1
         else:

@@ -215,7 +215,7 @@ def _stack(arrays: list, what: str) -> Tensor:
 def default_collate(batch: list):
     """Stack a list of samples into a batch, as PyTorch's: Tensors and arrays -> one Tensor (N, ...),
     Python floats -> float64, ints -> int64, bools -> bool, numpy scalars keep their dtype;
-    strings stay a list; dicts, tuples and lists are collated field by field (tuples and
+    strings stay as they are (a list, or a tuple inside a sample); dicts, tuples and lists are collated field by field (tuples and
     lists give lists, named tuples stay named tuples)."""
     if not isinstance(batch, Sequence) or not batch:
         raise TypeError(f"default_collate: expected a non-empty list of samples, got {batch!r}")
@@ -231,16 +231,16 @@ def default_collate(batch: list):
     if isinstance(elem, float):
         return as_tensor(np.array(batch, dtype=np.float64))
     if isinstance(elem, (str, bytes)):
-        return list(batch)
+        return batch
     if isinstance(elem, Mapping):
         return {k: default_collate([d[k] for d in batch]) for k in elem}
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):
-        return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
+        return type(elem)(*(default_collate(s) for s in zip(*batch)))
     if isinstance(elem, Sequence):
         if any(len(s) != len(elem) for s in batch):
             raise ValueError(f"default_collate: each sample of the batch should have the same number of fields "
                              f"({len(elem)}), got {sorted({len(s) for s in batch})}")
-        return [default_collate(list(s)) for s in zip(*batch)]
+        return [default_collate(s) for s in zip(*batch)]
     raise TypeError(f"default_collate: batch must contain Tensors, numpy arrays, numbers, dicts or lists; "
                     f"found {type(elem).__name__}")
 

@@ -51,7 +51,8 @@ def test_batches_match_torchs_default_collate():
 
 def test_default_collate_containers():
     Point = namedtuple("Point", "x y")
-    batch = default_collate([{"a": Point(1, 2.0), "b": Tensor(np.ones(2))}, {"a": Point(3, 4.0), "b": Tensor(np.zeros(2))}])
+    batch = default_collate([{"a": Point(1, 2.0), "b": Tensor(np.ones(2))},
+                             {"a": Point(3, 4.0), "b": Tensor(np.zeros(2))}])
     assert isinstance(batch["a"], Point) and batch["a"].x.tolist() == [1, 3] and batch["b"].shape == (2, 2)
     assert default_collate([np.uint8(3), np.uint8(4)]).dtype == np.uint8  # numpy scalars keep their dtype
     assert default_collate([True, False]).dtype == bool

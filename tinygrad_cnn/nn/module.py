@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import tensor as _engine
 from ..tensor import Tensor
-from ..utils._inplace import mark_changed, write_
+from ..utils._inplace import mark_changed, write_, zero_grads_
 from .parameter import Parameter
 
 __all__ = ["Module", "Parameter", "IncompatibleKeys", "StateDictError"]
@@ -367,12 +367,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (or zero it in place with set_to_none=False)."""
-        for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
-                mark_changed(p.grad)
+        zero_grads_(self.parameters(), set_to_none)
 
     def to(self, *args, **kwargs) -> "Module":
         """`to(device)`, `to(dtype)`, `to(device, dtype)` or `to(tensor)`, as PyTorch. The device must

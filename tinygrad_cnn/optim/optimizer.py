@@ -6,7 +6,7 @@ import copy
 import numpy as np
 
 from ..tensor import Tensor, enable_grad
-from ..utils._inplace import mark_changed
+from ..utils._inplace import mark_changed, zero_grads_
 
 
 class Optimizer:
@@ -56,13 +56,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (or zero it in place with set_to_none=False)."""
-        for g in self.param_groups:
-            for p in g["params"]:
-                if set_to_none or p.grad is None:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
-                    mark_changed(p.grad)
+        zero_grads_((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient. `closure` (optional) recomputes and

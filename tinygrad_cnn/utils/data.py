@@ -215,8 +215,8 @@ def _stack(arrays: list, what: str) -> Tensor:
 def default_collate(batch: list):
     """Stack a list of samples into a batch, as PyTorch's: Tensors and arrays -> one Tensor (N, ...),
     Python floats -> float64, ints -> int64, bools -> bool, numpy scalars keep their dtype;
-    strings stay as they are (a list, or a tuple inside a sample); dicts, tuples and lists are collated field by field (tuples and
-    lists give lists, named tuples stay named tuples)."""
+    strings stay as they are (a list, or a tuple inside a sample); dicts, tuples and lists are
+    collated field by field (tuples and lists give lists, named tuples stay named tuples)."""
     if not isinstance(batch, Sequence) or not batch:
         raise TypeError(f"default_collate: expected a non-empty list of samples, got {batch!r}")
     elem = batch[0]

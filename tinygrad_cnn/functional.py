@@ -527,9 +527,9 @@ __all__ += ["batch_norm", "logsigmoid", "mse_loss", "l1_loss", "binary_cross_ent
             "binary_cross_entropy_with_logits"]
 
 
-def _check_stat(name, what, t, c):
+def _check_stat(what, t, c):
     if t is not None and tuple(t.shape) != (c,):
-        raise ValueError(f"{name}: {what} must have shape ({c},) for {c} channels, got {tuple(t.shape)}")
+        raise ValueError(f"batch_norm: {what} must have shape ({c},) for {c} channels, got {tuple(t.shape)}")
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
@@ -549,7 +549,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     c = input.shape[1]
     for what, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
-        _check_stat("batch_norm", what, t, c)
+        _check_stat(what, t, c)
     dims = (0,) + tuple(range(2, input.ndim))
     shape = (1, c) + (1,) * (input.ndim - 2)
     with op_scope("batch_norm", training=training, eps=eps):
@@ -654,8 +654,9 @@ def binary_cross_entropy(input: Tensor, target, weight=None, reduction="mean") -
     """-weight * (t log(p) + (1 - t) log(1 - p)) for probabilities p in [0, 1] (logs clamped at -100)."""
     _check_loss_args("binary_cross_entropy", input, reduction)
     t = _same_shape_target("binary_cross_entropy", input, target)
-    if not np.all((input.data >= 0) & (input.data <= 1)):
-        bad = input.data[~((input.data >= 0) & (input.data <= 1))]
+    inside = (input.data >= 0) & (input.data <= 1)  # False for NaN too
+    if not inside.all():
+        bad = input.data[~inside]
         raise ValueError(f"binary_cross_entropy: all elements of input should be between 0 and 1, found "
                          f"{bad.ravel()[:5].tolist()} (use binary_cross_entropy_with_logits for raw scores)")
     with op_scope("binary_cross_entropy", reduction=reduction):

@@ -6,9 +6,10 @@ import numpy as np
 from .. import functional as F
 from ..ops import as_tensor
 from ..tensor import Tensor
+from ..utils._device import layer_dtype
 from ..utils._inplace import write_
 from . import init
-from .module import Module, Parameter, _layer_dtype
+from .module import Module, Parameter
 
 
 class _BatchNorm(Module):
@@ -26,7 +27,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None):
         super().__init__()
-        dtype = _layer_dtype(device, dtype)
+        dtype = layer_dtype(device, dtype)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:

@@ -6,8 +6,9 @@ import numpy as np
 from .. import functional as F
 from ..kernels import pair
 from ..ops import as_tensor
+from ..utils._device import layer_dtype
 from . import init
-from .module import Module, Parameter, _layer_dtype
+from .module import Module, Parameter
 
 
 class Conv2d(Module):
@@ -21,7 +22,7 @@ class Conv2d(Module):
                              f"and out_channels={out_channels}")
         if padding_mode != "zeros":
             raise ValueError(f"Conv2d: only padding_mode='zeros' is supported, got {padding_mode!r}")
-        dtype = _layer_dtype(device, dtype)
+        dtype = layer_dtype(device, dtype)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups

@@ -5,8 +5,9 @@ import numpy as np
 
 from .. import functional as F
 from ..ops import as_tensor
+from ..utils._device import layer_dtype
 from . import init
-from .module import Module, Parameter, _layer_dtype
+from .module import Module, Parameter
 
 
 class Identity(Module):
@@ -24,7 +25,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        dtype = _layer_dtype(device, dtype)
+        dtype = layer_dtype(device, dtype)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
         self.register_parameter("bias", Parameter(np.empty(out_features, dtype=dtype)) if bias else None)

@@ -8,15 +8,11 @@ import numpy as np
 
 from .. import tensor as _engine
 from ..tensor import Tensor
+from ..utils._device import parse_to
 from ..utils._inplace import mark_changed, write_, zero_grads_
 from .parameter import Parameter
 
 __all__ = ["Module", "Parameter", "IncompatibleKeys", "StateDictError"]
-
-# PyTorch's device types: the ones we do not have get a clear "not available" error.
-_DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "xla", "meta", "hip", "ipu", "hpu", "mtia", "vulkan", "maia",
-                 "lazy", "opengl", "opencl", "ideep", "mkldnn", "ve", "fpga", "privateuseone")
-
 
 class IncompatibleKeys(NamedTuple):
     """What load_state_dict did not match: missing_keys, unexpected_keys."""
@@ -26,65 +22,6 @@ class IncompatibleKeys(NamedTuple):
 
 class StateDictError(RuntimeError, ValueError):
     """A state dict that does not fit the module (PyTorch raises RuntimeError; ValueError here too)."""
-
-
-def _device_type(device) -> str:
-    """'cpu' for "cpu", "cpu:0" or a device object whose .type is 'cpu'; a clear error otherwise."""
-    kind = getattr(device, "type", device)
-    if not isinstance(kind, str):
-        raise TypeError(f"to(): expected a device or a dtype, got {device!r}")
-    name = kind.split(":")[0]
-    if name == "cpu":
-        return "cpu"
-    if name in _DEVICE_TYPES:
-        raise ValueError(f"device {str(device)!r} is not available: tinygrad_cnn computes with numpy on the CPU "
-                         "only (use 'cpu')")
-    raise ValueError(f"unknown device {str(device)!r}: expected one of {', '.join(_DEVICE_TYPES)}")
-
-
-def _layer_dtype(device, dtype) -> np.dtype:
-    """The dtype of a new layer's tensors (float32 unless given); `device` must be the CPU (or None)."""
-    if device is not None:
-        _device_type(device)
-    return np.dtype(np.float32 if dtype is None else dtype)
-
-
-def _is_device(x) -> bool:
-    if hasattr(x, "type") and isinstance(getattr(x, "type"), str):
-        return True
-    return isinstance(x, str) and x.split(":")[0] in _DEVICE_TYPES
-
-
-def _parse_to(args, kwargs) -> np.dtype | None:
-    """Module.to's arguments: (device), (dtype), (device, dtype), (tensor) or keywords device=, dtype=,
-    non_blocking=. Checks the device; returns the dtype (None to keep each tensor's)."""
-    unknown = set(kwargs) - {"device", "dtype", "non_blocking", "memory_format"}
-    if unknown:
-        raise TypeError(f"to() got unexpected keyword arguments {sorted(unknown)}")
-    device, dtype = kwargs.get("device"), kwargs.get("dtype")
-    args = list(args)
-    if args and isinstance(args[-1], bool):  # to(device, dtype, non_blocking)
-        args.pop()
-    if len(args) > 2:
-        raise TypeError(f"to() takes a device, a dtype or a tensor, got {len(args)} arguments")
-    for a in args:
-        if isinstance(a, Tensor):
-            dtype = a.dtype
-        elif _is_device(a):
-            device = a
-        else:
-            dtype = a
-    if device is not None:
-        _device_type(device)
-    if dtype is None:
-        return None
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"to(): {dtype!r} is not a device or a dtype") from None
-    if dtype.kind != "f":
-        raise TypeError(f"Module.to only accepts floating point dtypes, got {dtype}")
-    return dtype
 
 
 def _check_name(kind: str, name) -> None:
@@ -373,7 +310,7 @@ class Module:
         """`to(device)`, `to(dtype)`, `to(device, dtype)` or `to(tensor)`, as PyTorch. The device must
         be the CPU ("cpu" or a device object of type 'cpu'); a floating dtype converts the floating
         parameters (with their gradients) and buffers in place, keeping the same Tensor objects."""
-        dtype = _parse_to(args, kwargs)
+        dtype = parse_to(args, kwargs)
         if dtype is not None:
             for t in list(self.parameters()) + list(self.buffers()):
                 _cast_(t, dtype)

@@ -42,6 +42,7 @@ def test_state_dict_round_trip():
     assert list(sd) == [n for n, _ in a.named_parameters()]
     result = b.load_state_dict(sd)
     assert result.missing_keys == [] and result.unexpected_keys == []
+    assert repr(result) == "<All keys matched successfully>"  # as torch prints it
     for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data)
     assert all(type(v) is Tensor and not v.requires_grad for v in sd.values())  # detached Tensors, as torch

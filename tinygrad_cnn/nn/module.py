@@ -19,6 +19,11 @@ class IncompatibleKeys(NamedTuple):
     missing_keys: list
     unexpected_keys: list
 
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return f"IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
+
 
 class StateDictError(RuntimeError, ValueError):
     """A state dict that does not fit the module (PyTorch raises RuntimeError; ValueError here too)."""

@@ -5,7 +5,7 @@ from .gradcheck import gradcheck, gradgradcheck
 from .ops import cat, pad, stack, where
 from .rng import manual_seed
 from .tensor import Function, Tensor, backward, enable_grad, grad, is_grad_enabled, no_grad
-from . import datasets, transforms, utils  # noqa: E402  (torch.utils.data and torchvision's parts)
+from . import datasets, transforms, utils  # torch.utils.data; torchvision's datasets and transforms
 
 _malloc.tune()
 __version__ = "0.1.0"

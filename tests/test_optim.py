@@ -17,6 +17,8 @@ CONFIGS = [
     ("Adam", dict(lr=0.01)),
     ("Adam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True)),
     ("AdamW", dict(lr=0.01, weight_decay=0.1)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1)),
 ]
 
 
@@ -111,3 +113,51 @@ def test_lecture_optimizer_names(name, cls, extra):
     assert type(opt) is cls and opt.param_groups[0]["lr"] == 0.05
     for k, v in extra.items():
         assert opt.param_groups[0][k] == v
+
+
+@pytest.mark.parametrize("name,kw", CONFIGS, ids=lambda v: str(v))
+def test_step_marks_each_updated_parameter_changed_once(name, kw):
+    class Counted(Tensor):
+        bumps = 0
+
+        def _bump_version(self):
+            self.bumps += 1
+
+    a, b = Counted(np.ones(2), requires_grad=True), Counted(np.ones(3), requires_grad=True)
+    opt = getattr(optim, name)([a, b], **kw)
+    a.grad = Tensor(np.full(2, 0.5))  # b has no gradient: not updated, not marked
+    opt.step()
+    opt.step()
+    assert (a.bumps, b.bumps) == (2, 0)
+
+
+def test_step_with_closure_returns_its_loss():
+    w = Tensor(np.array([3.0]), requires_grad=True)
+    opt = optim.SGD([w], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    losses = [opt.step(closure).item() for _ in range(3)]
+    assert losses == [9.0, 2.25, 0.5625] and w.data[0] == 0.375
+    assert opt.step() is None
+
+
+def test_package_layout_keeps_the_old_imports():
+    from tinygrad_cnn.optim import SGD, Adadelta, Optimizer
+    from tinygrad_cnn.optim.adam import Adam
+    assert optim.SGD is SGD and optim.Adam is Adam and issubclass(Adadelta, Optimizer)
+    assert optim.Adagrad is optim.AdaGrad and optim.lr_scheduler.StepLR
+
+
+def test_a_parameter_in_two_groups_is_an_error():
+    p = Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
+    with pytest.raises(TypeError, match="got a Tensor"):
+        optim.SGD(p, lr=0.1)
+    with pytest.raises(ValueError, match="rho"):
+        optim.Adadelta([p], rho=1.5)

@@ -11,6 +11,7 @@ from .gradcheck import gradcheck, gradgradcheck
 from .ops import cat, pad, stack, where
 from .rng import manual_seed
 from .tensor import Tensor, device
+from . import datasets, transforms, utils  # torch.utils.data; torchvision's datasets and transforms
 
 globals().update(_ALIASES)  # torch.long, torch.double, torch.float, torch.bool, ...
 _malloc.tune()
@@ -19,5 +20,5 @@ __all__ = [
     "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled", "inference_mode",
     "is_grad_enabled", "cat", "stack", "pad", "where", "gradcheck", "gradgradcheck", "manual_seed", "im2col",
     "col2im", "functional", "device", "set_default_dtype", "get_default_dtype", "float16", "float32", "float64",
-    "bool_", "uint8", "int8", "int16", "int32", "int64",
+    "bool_", "uint8", "int8", "int16", "int32", "int64", "utils", "datasets", "transforms",
 ]

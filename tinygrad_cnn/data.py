@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .rng import get_rng
-from .tensor import Tensor
 
 FILES = {
     "train_img": "train-images-idx3-ubyte",
@@ -202,33 +200,4 @@ def load_fashion_mnist(normalize=True, flatten=True, one_hot_label=False, root=N
 # ----------------------------------------------------------------------------- batches
 
 
-class DataLoader:
-    """Mini-batches of (x, t) as Tensors. Each epoch visits every sample once.
-
-    x: (N, ...) array, t: (N, ...) array. With `shuffle`, each epoch has a new order
-    (from `seed`, else the framework's generator); `drop_last` drops a final short batch.
-    """
-
-    def __init__(self, x, t, batch_size=100, shuffle=True, drop_last=False, seed=None):
-        x, t = np.asarray(x), np.asarray(t)
-        if len(x) != len(t):
-            raise ValueError(f"DataLoader: x has {len(x)} samples but t has {len(t)}")
-        if batch_size <= 0:
-            raise ValueError(f"DataLoader: batch_size must be positive, got {batch_size}")
-        self.x, self.t, self.batch_size = x, t, int(batch_size)
-        self.shuffle, self.drop_last = shuffle, drop_last
-        self._rng = np.random.default_rng(seed) if seed is not None else None
-
-    def __len__(self):
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self):
-        n = len(self.x)
-        order = (self._rng or get_rng()).permutation(n) if self.shuffle else np.arange(n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            if self.shuffle:
-                yield Tensor._make(self.x[idx]), Tensor._make(self.t[idx])
-            else:
-                yield Tensor._make(self.x[idx[0]:idx[-1] + 1]), Tensor._make(self.t[idx[0]:idx[-1] + 1])
+from .utils.data import DataLoader  # noqa: E402,F401  (also takes the lecture's arrays)

@@ -568,3 +568,172 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     else:
         smooth = _reduce(smooth, reduction, None, input, t)
     return nll * (1 - label_smoothing) + smooth * label_smoothing
+
+
+# ----------------------------------------------------------------------------- normalization, more losses
+# Composed from Tensor ops: their gradients (and create_graph) come from the ops'.
+
+import warnings  # noqa: E402
+
+from .ops import stack  # noqa: E402
+from .utils._inplace import write_  # noqa: E402
+
+__all__ += ["batch_norm", "logsigmoid", "mse_loss", "l1_loss", "binary_cross_entropy",
+            "binary_cross_entropy_with_logits"]
+
+
+def _check_stat(what, t, c):
+    if t is not None and tuple(t.shape) != (c,):
+        raise ValueError(f"batch_norm: {what} must have shape ({c},) for {c} channels, got {tuple(t.shape)}")
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training=False, momentum=0.1, eps=1e-5) -> Tensor:
+    """Normalize each channel of input (N, C, *) to mean 0 and variance 1, then scale by weight (C,)
+    and shift by bias (C,).
+
+    training: the batch's statistics over all dims but C (biased variance), with exact
+    gradients through them; running_mean / running_var (C,), when given, are updated in
+    place: r = (1 - momentum) * r + momentum * batch statistic (the variance unbiased).
+    Not training: running_mean and running_var are used and not changed.
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"batch_norm: input must be a Tensor, got {type(input).__name__}")
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C, *), got shape {input.shape}")
+    c = input.shape[1]
+    for what, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        _check_stat(what, t, c)
+    dims = (0,) + tuple(range(2, input.ndim))
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    with op_scope("batch_norm", training=training, eps=eps):
+        if training:
+            out = _batch_norm_train(input, running_mean, running_var, momentum, eps, dims)
+        else:
+            if running_mean is None or running_var is None:
+                raise ValueError("batch_norm: running_mean and running_var are needed when not training")
+            mean = running_mean.data.reshape(shape).astype(input.dtype)
+            inv_std = (1.0 / np.sqrt(running_var.data.reshape(shape) + eps)).astype(input.dtype)
+            out = (input - Tensor._constant(mean)) * Tensor._constant(inv_std)
+        if weight is not None:
+            out = out * weight.reshape(shape)
+        return out if bias is None else out + bias.reshape(shape)
+
+
+def _batch_norm_train(input, running_mean, running_var, momentum, eps, dims):
+    n = input.numel() // input.shape[1]
+    if n <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of shape "
+                         f"{input.shape}")
+    mean = input.mean(dim=dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dim=dims, keepdim=True)
+    if running_mean is not None:
+        write_(running_mean, (1 - momentum) * running_mean.data + momentum * mean.data.reshape(-1))
+    if running_var is not None:
+        write_(running_var, (1 - momentum) * running_var.data + momentum * var.data.reshape(-1) * (n / (n - 1)))
+    return centered / (var + eps).sqrt()
+
+
+def _log_sigmoids(input: Tensor) -> tuple:
+    """(log sigmoid(x), log sigmoid(-x)), finite for any x: log_softmax over the pair (0, x)."""
+    pair = log_softmax(stack([Tensor._constant(np.zeros(input.shape, input.dtype)), input]), dim=0)
+    return pair[1], pair[0]
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(1 / (1 + exp(-x))), elementwise and finite for any x."""
+    with op_scope("logsigmoid"):
+        return _log_sigmoids(input)[0]
+
+
+def _operand(x, like: Tensor) -> Tensor:
+    """x in like's dtype: a Tensor through a (differentiable) cast, anything else as a constant."""
+    if isinstance(x, Tensor):
+        return x if x.dtype == like.dtype else x.to(like.dtype)
+    return Tensor._constant(np.asarray(x, dtype=like.dtype))
+
+
+def _check_loss_args(name, input, reduction):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce_elementwise(loss: Tensor, reduction) -> Tensor:
+    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+
+def _broadcast_target(name, input, target) -> Tensor:
+    """The target as a Tensor; a shape other than input's broadcasts with a warning, as in PyTorch."""
+    t = _operand(target, input)
+    if t.shape != input.shape:
+        warnings.warn(f"{name}: target of shape {t.shape} differs from input of shape {input.shape}; they are "
+                      "broadcast together, which is likely not what you want (as in PyTorch)", UserWarning,
+                      stacklevel=3)
+    return t
+
+
+def mse_loss(input: Tensor, target, reduction="mean") -> Tensor:
+    """(input - target)^2, averaged ('mean'), summed ('sum') or kept ('none')."""
+    _check_loss_args("mse_loss", input, reduction)
+    with op_scope("mse_loss", reduction=reduction):
+        d = input - _broadcast_target("mse_loss", input, target)
+        return _reduce_elementwise(d * d, reduction)
+
+
+def l1_loss(input: Tensor, target, reduction="mean") -> Tensor:
+    """|input - target| (gradient 0 where equal), averaged ('mean'), summed ('sum') or kept ('none')."""
+    _check_loss_args("l1_loss", input, reduction)
+    with op_scope("l1_loss", reduction=reduction):
+        return _reduce_elementwise((input - _broadcast_target("l1_loss", input, target)).abs(), reduction)
+
+
+def _same_shape_target(name, input, target) -> Tensor:
+    t = _operand(target, input)
+    if t.shape != input.shape:
+        raise ValueError(f"{name}: target of shape {t.shape} must have the input's shape {input.shape}")
+    return t
+
+
+def _clamped_log(x: Tensor) -> Tensor:
+    """max(log(x), -100) as PyTorch's binary_cross_entropy, with a zero (not NaN) gradient where x <= 0."""
+    pos = x.data > 0
+    lx = where(pos, x, 1.0).log()
+    return where(pos & (lx.data > -100), lx, -100.0)
+
+
+def binary_cross_entropy(input: Tensor, target, weight=None, reduction="mean") -> Tensor:
+    """-weight * (t log(p) + (1 - t) log(1 - p)) for probabilities p in [0, 1] (logs clamped at -100)."""
+    _check_loss_args("binary_cross_entropy", input, reduction)
+    t = _same_shape_target("binary_cross_entropy", input, target)
+    inside = (input.data >= 0) & (input.data <= 1)  # False for NaN too
+    if not inside.all():
+        bad = input.data[~inside]
+        raise ValueError(f"binary_cross_entropy: all elements of input should be between 0 and 1, found "
+                         f"{bad.ravel()[:5].tolist()} (use binary_cross_entropy_with_logits for raw scores)")
+    with op_scope("binary_cross_entropy", reduction=reduction):
+        loss = -(t * _clamped_log(input) + (1.0 - t) * _clamped_log(1.0 - input))
+        if weight is not None:
+            loss = loss * _operand(weight, input)
+        return _reduce_elementwise(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reduction="mean",
+                                     pos_weight=None) -> Tensor:
+    """binary_cross_entropy(sigmoid(x), t) computed stably from logits x:
+    -weight * (pos_weight * t * log sigmoid(x) + (1 - t) * log sigmoid(-x)).
+
+    pos_weight (broadcast along the last dim, e.g. (C,)) weights the positive targets.
+    """
+    _check_loss_args("binary_cross_entropy_with_logits", input, reduction)
+    t = _same_shape_target("binary_cross_entropy_with_logits", input, target)
+    with op_scope("binary_cross_entropy_with_logits", reduction=reduction):
+        log_p, log_not_p = _log_sigmoids(input)
+        positive = t * log_p if pos_weight is None else _operand(pos_weight, input) * t * log_p
+        loss = -(positive + (1.0 - t) * log_not_p)
+        if weight is not None:
+            loss = loss * _operand(weight, input)
+        return _reduce_elementwise(loss, reduction)

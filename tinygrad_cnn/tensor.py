@@ -11,13 +11,11 @@ import copy
 import numpy as np
 
 from . import dtypes
+from ._device import device, parse_to  # noqa: F401  (device is re-exported)
 from .autograd.function import Function, TensorMeta, version_counter  # noqa: F401  (re-exported)
 from .autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad, op_scope,  # noqa: F401
                                  set_grad_enabled)
 from .errors import DTypeError, ShapeError, dim_out_of_range
-
-DEVICE = "cpu"
-
 
 def _shape_arg(shape) -> tuple:
     """(2, 3), [2, 3] or 2, 3 as a tuple of ints."""
@@ -126,7 +124,7 @@ class Tensor:
     @property
     def device(self) -> str:
         """Where the data lives: always "cpu"."""
-        return DEVICE
+        return device("cpu")
 
     @property
     def is_leaf(self) -> bool:
@@ -513,24 +511,10 @@ class Tensor:
     def to(self, *args, **kwargs) -> "Tensor":
         """This tensor on a device ("cpu") and/or in a dtype: `to(dtype)`, `to("cpu")`,
         `to(device, dtype)`, `to(other_tensor)`; differentiable; itself when nothing changes."""
-        dtype = kwargs.pop("dtype", None)
-        device = kwargs.pop("device", None)
-        kwargs.pop("non_blocking", None), kwargs.pop("copy", None)
-        if kwargs:
-            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype = a.dtype
-            elif _is_device(a):
-                device = a
-            else:
-                dtype = a
-        if device is not None:
-            check_device(device)
-        if dtype is None:
+        dtype = parse_to(args, kwargs)
+        if dtype is None or dtype == self.dtype:
             return self
-        dtype = dtypes.as_dtype(dtype)
-        return self if dtype == self.dtype else ops.Cast.apply(self, dtype=dtype)
+        return ops.Cast.apply(self, dtype=dtype)
 
     def cpu(self) -> "Tensor":
         """Itself: the data is already in host memory."""
@@ -754,40 +738,6 @@ def _arrays(x):
     if isinstance(x, dict):
         return {k: _arrays(v) for k, v in x.items()}
     return x
-
-
-class device:
-    """`torch.device`: only "cpu" exists here; `device("cuda")` raises a clear error."""
-
-    def __init__(self, type="cpu", index=None):
-        if isinstance(type, device):
-            type, index = type.type, type.index
-        self.type, self.index = str(type).split(":")[0], index
-        check_device(str(type))
-
-    def __eq__(self, other):
-        return isinstance(other, (device, str)) and str(self) == str(other)
-
-    def __hash__(self):
-        return hash(str(self))
-
-    def __str__(self):
-        return self.type
-
-    def __repr__(self):
-        return f"device(type={self.type!r})"
-
-
-def _is_device(x) -> bool:
-    return isinstance(x, device) or (isinstance(x, str) and x.split(":")[0] in ("cpu", "cuda", "mps", "xpu", "meta"))
-
-
-def check_device(d) -> None:
-    """Accept "cpu" (or device("cpu")); any other device raises a ValueError that says why."""
-    name = d.type if isinstance(d, device) else str(d).split(":")[0]
-    if name != "cpu":
-        raise ValueError(f"device {str(d)!r} is not available: tinygrad_cnn computes with numpy on the CPU only "
-                         "(use 'cpu'; torch.accelerator.is_available() is False)")
 
 
 from . import ops  # noqa: E402  (ops needs Tensor defined above)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..rng import get_rng
 from ..tensor import Tensor
+from ..utils._inplace import write_
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -33,8 +34,7 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
 
 
 def _fill(tensor: Tensor, values) -> Tensor:
-    tensor.data[...] = np.asarray(values).astype(tensor.dtype, copy=False)
-    tensor._bump_version()
+    write_(tensor, values)
     return tensor
 
 
@@ -93,3 +93,11 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
+
+
+def _default_uniform_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
+    """PyTorch's default for Linear and Conv: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    uniform_(weight, -bound, bound)
+    if bias is not None:
+        uniform_(bias, -bound, bound)

@@ -191,8 +191,8 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
         self._headers(302, length=0, extra=[("Location", "file:///etc/passwd")])
 
 
-FAULTS = ["404", "500", "bad-status", "reset", "chunked-cut", "short", "endless", "trickle", "bomb", "small-bomb", "html",
-          "not-gzip", "corrupt", "wrong-file", "redirect-file"]
+FAULTS = ["404", "500", "bad-status", "reset", "chunked-cut", "short", "endless", "trickle", "bomb", "small-bomb",
+          "html", "not-gzip", "corrupt", "wrong-file", "redirect-file"]
 
 
 class FaultyServer:

@@ -272,6 +272,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted before training started; nothing written", file=sys.stderr)
         return 130
+    except ChecksumMismatchError as e:
+        print(f"error: {e} (from the command line: --no-verify)", file=sys.stderr)
+        return 1
     except (DatasetNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

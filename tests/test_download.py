@@ -154,7 +154,7 @@ def test_gzip_bomb_costs_no_memory(tmp_path, server):
     reason, rss = out.strip().splitlines()
     before, after = (int(v) for v in rss.split())
     assert reason.startswith("decompresses to more than 47040016 bytes"), err
-    print(f"gzip bomb: peak RSS {before / 1024:.0f} MB before, {after / 1024:.0f} MB after")
+    print(f"gzip bomb: peak RSS {before} KiB before the download, {after} KiB after")
     assert after - before < 32 * 1024, (before, after)  # ru_maxrss is in KiB on Linux
     assert listing(tmp_path) == []
 
@@ -183,3 +183,21 @@ def test_permission_problem_is_a_permission_error(tmp_path, server):
     assert proc.stdout.startswith("PermissionError"), proc.stderr
     assert str(folder) in proc.stdout
     assert listing(folder) == []
+
+
+def test_a_full_disk_is_raised_as_it_is_not_blamed_on_the_mirror(tmp_path, server, monkeypatch):
+    import contextlib
+    import errno
+
+    class FullDisk:
+        def __getattr__(self, name):
+            return lambda *a: 0
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(data, "atomic_open", lambda path, mode: contextlib.nullcontext(FullDisk()))
+    with pytest.raises(OSError, match="No space left on device") as info:
+        download(NAME, tmp_path / "new", SHA, [server.url("good"), server.url("good")])
+    assert not isinstance(info.value, DatasetNotFoundError)
+    assert listing(tmp_path) == []

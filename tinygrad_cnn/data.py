@@ -233,8 +233,8 @@ def _record_verified(path: Path, sha256: str) -> None:
 
 
 def _check_gzip(f, what: str, sha256: str, size: int) -> None:
-    """`f` (at any position) must hold a gzip of the file with this SHA-256 and size.
-    Decompression is streamed and stops past `size` bytes: a gzip bomb costs nothing."""
+    """The binary file `f` must hold a gzip of the file with this SHA-256 and size. Decompression
+    is streamed in 1 MiB pieces and stops past `size` bytes: a gzip bomb costs no memory."""
     f.seek(0)
     magic = f.read(16)
     if not magic.startswith(_GZIP_MAGIC):
@@ -251,9 +251,13 @@ def _check_gzip(f, what: str, sha256: str, size: int) -> None:
 
 
 def _make_folders(folder: Path) -> list[Path]:
-    """mkdir -p; returns the folders it created, outermost first."""
+    """mkdir -p; returns the folders it created, outermost first (none left if it fails)."""
     missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        _remove_folders(missing)
+        raise
     return missing
 
 
@@ -261,7 +265,7 @@ def _remove_folders(created: list[Path]) -> None:
     for p in reversed(created):
         try:
             p.rmdir()
-        except OSError:  # not empty (someone else's file): keep it and its parents
+        except OSError:  # not empty (someone else's file) or already gone: keep its parents
             return
 
 
@@ -278,6 +282,8 @@ def download(name: str, dest_dir, sha256: str, mirrors: list[str], timeout: floa
     and checked; on any failure, Ctrl-C included, no temporary file and no folder made by
     this call is left. Local faults (PermissionError, a full disk) are raised as they are.
     """
+    if isinstance(mirrors, (str, bytes)):
+        raise TypeError(f"download: mirrors must be a list of URLs, got the string {mirrors!r}")
     dest_dir = Path(dest_dir)
     size = size if size is not None else _known_size(sha256)
     max_bytes = size + size // 100 + 65536  # a gzip never exceeds its data by more

@@ -206,19 +206,20 @@ def sigint_deferred():
         signal.signal(signal.SIGINT, old)
 
 
-def write_run(out: str, args, name: str, trainer: Trainer, network, final, seconds: float) -> dict:
-    """metrics.json, params.npz and learning_curve.png (and, after a whole run, the graph) in `out`."""
+def write_run(out: str, args, name: str, status: str, trainer: Trainer, network, final, seconds: float) -> dict:
+    """metrics.json, params.npz and learning_curve.png in `out`; `status` is the run's."""
     metrics = {
-        "status": trainer.status, "dataset": name, "config": vars(args),
+        "status": status, "dataset": name, "config": vars(args),
         "epochs_done": len(trainer.test_acc_list), "iterations_done": trainer.current_iter,
         "final_test_accuracy": final, "train_seconds": seconds,
         "epochs": [{"epoch": i + 1, "loss": trainer.epoch_loss_list[i], "train_acc": trainer.train_acc_list[i],
                     "test_acc": trainer.test_acc_list[i], "seconds": trainer.epoch_seconds[i]}
                    for i in range(len(trainer.test_acc_list))],
     }
+    os.makedirs(out, exist_ok=True)  # in case Ctrl-C came before run() made it
     network.save_params(os.path.join(out, "params.npz"))
     atomic_write(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=2).encode())
-    suffix = "" if trainer.status == "completed" else f" ({trainer.status} after {metrics['epochs_done']} epochs)"
+    suffix = "" if status == "completed" else f" ({status} after {metrics['epochs_done']} epochs)"
     plot_curves(os.path.join(out, "learning_curve.png"), trainer, f"SimpleConvNet on {name}{suffix}")
     return metrics
 
@@ -238,26 +239,25 @@ def run(args) -> int:
                       optimizer_param={"lr": args.lr}, evaluate_sample_num_per_epoch=args.eval_samples,
                       verbose=not args.quiet, seed=args.seed)
     out = args.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(out, exist_ok=True)
-    print(f"{name}: {len(x_train)} training / {len(x_test)} test images, {args.epochs} epochs, "
-          f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, init {args.init} -> {out}", flush=True)
-    start, final, why, graph = time.perf_counter(), None, "", None
+    start, final, status, why, graph = time.perf_counter(), None, "completed", "", None
     try:
+        os.makedirs(out, exist_ok=True)  # from here on, the folder gets its files whatever happens
+        print(f"{name}: {len(x_train)} training / {len(x_test)} test images, {args.epochs} epochs, "
+              f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, init {args.init} -> {out}", flush=True)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported once, below
             final = trainer.train()
     except KeyboardInterrupt:
-        pass
+        status = "interrupted"
     except TrainingDiverged as e:
-        why = f": {e}"
+        status, why = "diverged", f": {e}"
     with sigint_deferred():
-        metrics = write_run(out, args, name, trainer, network, final, time.perf_counter() - start)
-        if trainer.status == "completed":
+        metrics = write_run(out, args, name, status, trainer, network, final, time.perf_counter() - start)
+        if status == "completed":
             graph = draw_graph(out, network, x_train, t_train)
-    done = f"{metrics['epochs_done']} of {args.epochs} epochs"
-    if trainer.status != "completed":
-        print(f"{trainer.status} after {done}{why}. Wrote {out}/metrics.json, params.npz (the last good "
-              f"weights), learning_curve.png", file=sys.stderr, flush=True)
-        return 130 if trainer.status == "interrupted" else 1
+    if status != "completed":
+        print(f"{status} after {metrics['epochs_done']} of {args.epochs} epochs{why}. Wrote {out}/metrics.json, "
+              f"params.npz (the last good weights), learning_curve.png", file=sys.stderr, flush=True)
+        return 130 if status == "interrupted" else 1
     print(f"final test accuracy on {len(x_test)} {name} images: {final:.4f}", flush=True)
     extra = f", {os.path.basename(graph)}" if graph else ""
     print(f"wrote {out}/metrics.json, learning_curve.png, params.npz{extra}")

@@ -201,3 +201,10 @@ def test_a_full_disk_is_raised_as_it_is_not_blamed_on_the_mirror(tmp_path, serve
         download(NAME, tmp_path / "new", SHA, [server.url("good"), server.url("good")])
     assert not isinstance(info.value, DatasetNotFoundError)
     assert listing(tmp_path) == []
+
+
+def test_https_goes_through_the_same_watched_connections(tmp_path, server):
+    https = server.url("good").replace("http://", "https://")  # TLS to a plain-HTTP server
+    with pytest.raises(DatasetNotFoundError, match=r"https://127.*: cannot connect: .*SSL"):
+        download(NAME, tmp_path, SHA, [https], timeout=5, size=SIZE)
+    assert listing(tmp_path) == []

@@ -163,7 +163,7 @@ def _read_by_header(stream, name: str) -> bytearray:
         _read_upto(stream, 4 * raw[3], out=raw, probe=False)  # the dimensions
     dtype, shape, header = _idx_header(raw, name)
     expect = math.prod(shape) * dtype.itemsize
-    got, more = _read_upto(stream, expect, out=raw)
+    _, more = _read_upto(stream, expect, out=raw)
     if more:
         raise ValueError(f"{name}: longer than its header says: dimensions {shape} need {expect} data bytes, "
                          f"found more")

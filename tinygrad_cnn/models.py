@@ -1,13 +1,12 @@
 """Models built from the functional ops. `SimpleConvNet` keeps the lecture's API."""
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 
 from . import functional as F
-from ._io import atomic_write
+from ._io import load_arrays, save_arrays
 from .nn.module import Module, Parameter
 from .rng import get_rng
 from .tensor import Tensor, no_grad
@@ -115,12 +114,16 @@ class SimpleConvNet(Module):
         return {k: p.grad.data for k, p in self.named_parameters()}
 
     def save_params(self, file_name="params.npz") -> None:
-        """Write the parameters to an .npz file atomically (a temp file, then rename)."""
-        buf = io.BytesIO()
-        np.savez(buf, **self.state_dict())
-        atomic_write(file_name, buf.getvalue())
+        """Write the parameters ('W1' ... 'b3') to an .npz file, atomically and durably
+        (`tinygrad_cnn._io.atomic_open`: through symlinks, keeping the file's permissions)."""
+        save_arrays(file_name, self.state_dict())
 
     def load_params(self, file_name="params.npz") -> None:
-        """Load parameters saved by `save_params` (names and shapes must match)."""
-        with np.load(file_name) as f:
-            self.load_state_dict({k: f[k] for k in f.files})
+        """Load parameters saved by `save_params` (names and shapes must match).
+
+        ValueError naming the file if it is not a checkpoint or does not fit this network."""
+        arrays = load_arrays(file_name)
+        try:
+            self.load_state_dict(arrays)
+        except ValueError as e:
+            raise ValueError(f"{file_name}: {e}") from e

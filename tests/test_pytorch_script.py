@@ -1,6 +1,6 @@
 """A PyTorch-style training script (after PyTorch's examples/mnist/main.py: Conv2d, BatchNorm2d,
 Dropout, max_pool2d, log_softmax, nll_loss, Adadelta, StepLR, clip_grad_norm_, a Dataset and
-DataLoader, model.to(device), state_dict) run twice from the same source: once with PyTorch's
+DataLoader, model.to(device), torch.flatten, eq/view_as, torch.save/load of a state_dict) run twice from the same source: once with PyTorch's
 imports, once with tinygrad_cnn's. Only the import lines differ; both must learn.
 
 Synthetic data, a few epochs: the script runs in about a second.
@@ -58,7 +58,7 @@ class Net(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.max_pool2d(x, 2)
         x = self.dropout1(x)
-        x = x.flatten(1)
+        x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = self.fc2(x)
         return F.log_softmax(x, dim=1)
@@ -68,6 +68,7 @@ def train(model, device, train_loader, optimizer, epoch):
     model.train()
     total = 0.0
     for batch_idx, (data, target) in enumerate(train_loader):
+        data, target = data.to(device), target.to(device)
         optimizer.zero_grad()
         output = model(data)
         loss = F.nll_loss(output, target)
@@ -83,14 +84,16 @@ def test(model, device, test_loader):
     test_loss, correct = 0.0, 0
     with torch.no_grad():
         for data, target in test_loader:
+            data, target = data.to(device), target.to(device)
             output = model(data)
             test_loss += F.nll_loss(output, target, reduction="sum").item()
-            correct += (output.argmax(dim=1) == target).sum().item()
+            pred = output.argmax(dim=1, keepdim=True)
+            correct += pred.eq(target.view_as(pred)).sum().item()
     return test_loss / len(test_loader.dataset), correct / len(test_loader.dataset)
 
 
 torch.manual_seed(1)
-device = "cpu"
+device = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
 train_loader = DataLoader(Blobs(256, seed=0), batch_size=32, shuffle=True)
 test_loader = DataLoader(Blobs(200, seed=1), batch_size=100)
 model = Net().to(device)
@@ -104,8 +107,9 @@ for epoch in range(1, 5):
 test_loss, accuracy = test(model, device, test_loader)
 last_lr = scheduler.get_last_lr()[0]
 
+torch.save(model.state_dict(), checkpoint)
 copy = Net()
-copy.load_state_dict(model.state_dict())
+copy.load_state_dict(torch.load(checkpoint, weights_only=True))
 copy.eval()
 with torch.no_grad():
     batch = next(iter(test_loader))[0]
@@ -113,8 +117,8 @@ with torch.no_grad():
 """
 
 
-def _run(imports: str) -> dict:
-    ns = {"np": np}
+def _run(imports: str, tmp_path) -> dict:
+    ns = {"np": np, "checkpoint": str(tmp_path / "model.pt")}
     exec(compile(imports + SCRIPT, "pytorch_style_script", "exec"), ns)
     return ns
 
@@ -127,12 +131,12 @@ def _check_it_learned(ns):
     assert ns["same"] == 0.0  # the state_dict copy computes the same outputs
 
 
-def test_the_script_learns_with_tinygrad_cnn():
-    ns = _run(TINYGRAD_IMPORTS)
+def test_the_script_learns_with_tinygrad_cnn(tmp_path):
+    ns = _run(TINYGRAD_IMPORTS, tmp_path)
     _check_it_learned(ns)
     assert type(ns["model"]).__mro__[1].__module__ == "tinygrad_cnn.nn.module"
 
 
 @needs_torch
-def test_the_same_script_learns_with_pytorch():
-    _check_it_learned(_run(TORCH_IMPORTS))
+def test_the_same_script_learns_with_pytorch(tmp_path):
+    _check_it_learned(_run(TORCH_IMPORTS, tmp_path))

@@ -61,6 +61,14 @@ def is_device(x) -> bool:
     return isinstance(x, str) and x.split(":")[0] in DEVICE_TYPES
 
 
+def _is_dtype_name(name: str) -> bool:
+    try:
+        np.dtype(name)
+        return True
+    except TypeError:
+        return False
+
+
 def parse_to(args, kwargs) -> np.dtype | None:
     """`to()`'s arguments: (device), (dtype), (device, dtype), (tensor) or keywords device=, dtype=,
     non_blocking=, copy=. Checks the device; returns the dtype (None to keep each tensor's)."""
@@ -76,7 +84,7 @@ def parse_to(args, kwargs) -> np.dtype | None:
     for a in args:
         if isinstance(getattr(a, "data", None), np.ndarray):  # a Tensor: its dtype
             dtype = a.dtype
-        elif is_device(a):
+        elif is_device(a) or (isinstance(a, str) and not _is_dtype_name(a)):
             device = a
         else:
             dtype = a

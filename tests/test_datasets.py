@@ -1,11 +1,11 @@
 """datasets.MNIST / FashionMNIST on synthetic IDX files (torchvision's layout and a plain folder), and
 transforms: ToTensor, Normalize, RandomCrop, RandomHorizontalFlip, Compose, one image and batched."""
 import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from data_helpers import idx_bytes
 from helpers import needs_torch, torch
 
 from tinygrad_cnn import Tensor, manual_seed
@@ -17,10 +17,6 @@ from tinygrad_cnn.utils.data import DataLoader
 MNIST_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
 
 
-def _idx(arr: np.ndarray) -> bytes:
-    return struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
-
-
 def _write_split(folder: Path, train: bool, n=12, seed=0, gz=False, labels=None):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
@@ -28,7 +24,7 @@ def _write_split(folder: Path, train: bool, n=12, seed=0, gz=False, labels=None)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = "train" if train else "t10k"
     for name, arr in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
-        raw = _idx(arr)
+        raw = idx_bytes(arr)
         (folder / (name + ".gz" if gz else name)).write_bytes(gzip.compress(raw) if gz else raw)
     return images, labels
 

@@ -140,3 +140,61 @@ def test_the_script_learns_with_tinygrad_cnn(tmp_path):
 @needs_torch
 def test_the_same_script_learns_with_pytorch(tmp_path):
     _check_it_learned(_run(TORCH_IMPORTS, tmp_path))
+
+
+MNIST_SCRIPT = """
+import tinygrad_cnn as torch
+import tinygrad_cnn.nn as nn
+import tinygrad_cnn.nn.functional as F
+import tinygrad_cnn.optim as optim
+from tinygrad_cnn import datasets, transforms
+from tinygrad_cnn.optim.lr_scheduler import StepLR
+
+model = nn.Sequential(nn.Conv2d(1, 8, 3, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 13 * 13, 10),
+                      nn.LogSoftmax(dim=1))
+transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+train_set = datasets.MNIST(root, train=True, download=True, transform=transform)
+test_set = datasets.MNIST(root, train=False, transform=transform)
+train_loader = torch.utils.data.DataLoader(train_set, batch_size=16, shuffle=True)
+test_loader = torch.utils.data.DataLoader(test_set, batch_size=100)
+optimizer = optim.Adadelta(model.parameters(), lr=1.0)
+scheduler = StepLR(optimizer, step_size=1, gamma=0.7)
+for epoch in range(2):
+    model.train()
+    for data, target in train_loader:
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(data), target)
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+model.eval()
+correct = 0
+with torch.no_grad():
+    for data, target in test_loader:
+        pred = model(data).argmax(dim=1, keepdim=True)
+        correct += pred.eq(target.view_as(pred)).sum().item()
+accuracy = correct / len(test_loader.dataset)
+"""
+
+
+def _blob_digits(n, seed):
+    """MNIST-shaped uint8 images whose class is where a bright 8x5 block sits."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
+    for i, c in enumerate(labels):
+        r, s = divmod(int(c), 5)
+        images[i, 4 + r * 10:12 + r * 10, 2 + s * 5:7 + s * 5] = 250
+    return images, labels
+
+
+def test_an_mnist_example_style_script_reads_torchvisions_layout_and_learns(tmp_path):
+    from data_helpers import write_set
+
+    from tinygrad_cnn.data import FILES
+    (xtr, ytr), (xte, yte) = _blob_digits(160, 0), _blob_digits(100, 1)
+    write_set(tmp_path / "MNIST" / "raw", {FILES["train_img"]: xtr, FILES["train_label"]: ytr,
+                                           FILES["test_img"]: xte, FILES["test_label"]: yte}, gz=False)
+    ns = {"root": str(tmp_path)}
+    exec(compile(MNIST_SCRIPT, "mnist_example_style", "exec"), ns)
+    assert ns["accuracy"] >= 0.9

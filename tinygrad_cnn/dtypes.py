@@ -44,9 +44,12 @@ def as_dtype(dtype) -> np.dtype:
     if dtype is int:
         return int64
     try:
-        return np.dtype(dtype)
+        d = np.dtype(dtype)
     except TypeError:
         raise DTypeError(f"{dtype!r} is not a dtype") from None
+    if d.kind not in "biuf" or (d.kind == "f" and d.itemsize > 8):
+        raise DTypeError(f"dtype {d} is not supported: use bool, an integer type, float16, float32 or float64")
+    return d
 
 
 def promote_types(a: np.dtype, b: np.dtype) -> np.dtype:

@@ -11,7 +11,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import dtypes, kernels
-from .errors import DTypeError, IndexOutOfRangeError, ShapeError, dim_out_of_range
+from .errors import DTypeError, IndexOutOfRangeError, InvalidArgumentError, ShapeError, dim_out_of_range
 from .tensor import Function, Tensor
 
 # ----------------------------------------------------------------------------- helpers
@@ -50,7 +50,11 @@ def _float_scalar(x, like) -> Tensor | None:
 
 
 def binary(cls, a, b) -> Tensor:
-    """cls.apply(a, b) after PyTorch's type promotion; a or b may be a number or an array."""
+    """cls.apply(a, b) after PyTorch's type promotion; a or b may be a number, a list or an array."""
+    if isinstance(a, (list, tuple)):
+        a = Tensor(a)
+    if isinstance(b, (list, tuple)):
+        b = Tensor(b)
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
             if a.dtype == b.dtype and (a.dtype.kind == "f" or cls is not Div):
@@ -89,16 +93,18 @@ def broadcasting(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def norm_dims(dim, ndim: int, op: str):
     """`dim` (None, int or tuple) as a sorted tuple of non-negative axes. A 0-d tensor accepts
     dim 0 or -1 (as PyTorch does) and has no axes to reduce."""
-    if dim is None:
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else None if dim is None else tuple(dim)
+    if not dims:  # None, or an empty list of dims: all of them, as PyTorch
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     n = max(ndim, 1)
     out = []
     for d in dims:
         if not isinstance(d, (int, np.integer)) or not -n <= d < n:
             raise dim_out_of_range(op, d, ndim)
+        if int(d) % n in out:
+            raise InvalidArgumentError(f"{op}: dim {int(d) % n} appears more than once in the list of dims {dims}")
         out.append(int(d) % n)
-    return tuple(sorted(set(out))) if ndim else ()
+    return tuple(sorted(out)) if ndim else ()
 
 
 def _keepdim_shape(shape, dims):
@@ -173,7 +179,7 @@ class Pow(Function):
 
     def forward(self, a, b):
         if a.dtype.kind in "iu" and b.dtype.kind in "iu" and np.any(b < 0):
-            raise ValueError("pow: integers to negative integer powers are not allowed")
+            raise InvalidArgumentError("pow: integers to negative integer powers are not allowed")
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return broadcasting("pow", np.power, a, b)
 
@@ -284,7 +290,8 @@ class Exp(Function):
     SAVES = {0: ("out",)}
 
     def forward(self, a):
-        return np.exp(a)
+        with np.errstate(over="ignore"):  # exp(1000) is inf, silently, as in PyTorch
+            return np.exp(a)
 
     def backward(self, g):
         return g * self.output
@@ -309,7 +316,8 @@ class Sqrt(Function):
     SAVES = {0: ("out",)}
 
     def forward(self, a):
-        return np.sqrt(a)
+        with np.errstate(invalid="ignore"):  # sqrt(-1) is nan, silently, as in PyTorch
+            return np.sqrt(a)
 
     def backward(self, g):
         return g / (self.output * 2.0)
@@ -452,12 +460,13 @@ class Amax(Function):
     """Max over `dim`; ties share the gradient equally (as in PyTorch's amax)."""
 
     SAVES = {0: (0, "out")}
+    REDUCE = staticmethod(np.amax)
 
     def forward(self, a, dim=None, keepdim=False):
-        if a.size == 0:
-            raise ShapeError(f"amax: tensor of shape {a.shape} is empty")
-        self.dims = norm_dims(dim, a.ndim, "amax")
-        out = np.amax(a, axis=self.dims, keepdims=True)
+        self.dims = norm_dims(dim, a.ndim, self.op_name)
+        if a.size == 0 and (a.ndim == 0 or any(a.shape[d] == 0 for d in self.dims)):
+            raise ShapeError(f"{self.op_name}: cannot reduce over an empty dimension of a tensor of shape {a.shape}")
+        out = self.REDUCE(a, axis=self.dims, keepdims=True)
         mask = a == out
         self.share = (mask / mask.sum(axis=self.dims, keepdims=True)).astype(a.dtype)
         return out if keepdim else out.reshape([s for i, s in enumerate(a.shape) if i not in self.dims])
@@ -465,6 +474,53 @@ class Amax(Function):
     def backward(self, g):
         a = self.inputs[0]
         return g.reshape(_keepdim_shape(a.shape, self.dims)) * Tensor._constant(self.share)
+
+
+class Amin(Amax):
+    """Min over `dim`; ties share the gradient equally (as in PyTorch's amin)."""
+
+    REDUCE = staticmethod(np.amin)
+
+
+class TakeAlongDim(Function):
+    """a's values at `indices` along `dim` (np.take_along_axis): max(dim)'s values, whose
+    gradient goes to the returned index alone, as PyTorch's. Backward: `PutAlongDim`."""
+
+    HEAVY_ATTRS = ("indices",)
+
+    def forward(self, a, indices, dim):
+        return np.take_along_axis(a, indices, axis=dim)
+
+    def backward(self, g):
+        return PutAlongDim.apply(g, indices=self.attrs["indices"], dim=self.attrs["dim"], shape=self.inputs[0].shape)
+
+
+class PutAlongDim(Function):
+    """Zeros of `shape` with g added at `indices` along `dim`: TakeAlongDim's adjoint."""
+
+    HEAVY_ATTRS = ("indices",)
+
+    def forward(self, g, indices, dim, shape):
+        out = np.zeros(shape, dtype=g.dtype)
+        np.put_along_axis(out, indices, g, axis=dim)
+        return out
+
+    def backward(self, gg):
+        return TakeAlongDim.apply(gg, indices=self.attrs["indices"], dim=self.attrs["dim"])
+
+
+def max_along(x: Tensor, dim, keepdim: bool, largest: bool = True) -> MinMax:
+    """(values, indices) of the largest (or smallest) element along `dim`, as torch.max(x, dim)."""
+    d = x._dim(dim, "max" if largest else "min")
+    if x.ndim == 0:
+        return MinMax(x, Tensor._make(np.zeros((), np.int64)))
+    if x.shape[d] == 0:
+        raise ShapeError(f"{'max' if largest else 'min'}: dimension {d} of the tensor of shape {x.shape} is empty")
+    idx = (np.argmax if largest else np.argmin)(x.data, axis=d, keepdims=True)
+    values = TakeAlongDim.apply(x, indices=idx, dim=d)
+    if not keepdim:
+        values, idx = values.squeeze(d), idx.squeeze(d)
+    return MinMax(values, Tensor._make(idx.astype(np.int64)))
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -527,12 +583,13 @@ def _index_item(i):
     if isinstance(i, Tensor):
         i = i.data
     elif isinstance(i, list):
-        i = np.asarray([x.data if isinstance(x, Tensor) else x for x in i])
+        i = np.array([x.data if isinstance(x, Tensor) else x for x in i]) if i else np.zeros(0, np.int64)
     if isinstance(i, np.ndarray):
         if i.dtype.kind not in "biu":
             raise IndexOutOfRangeError(f"tensors used as indices must be integer or bool, got dtype {i.dtype}")
         if i.ndim == 0 and i.dtype.kind != "b":
             return int(i)
+        return i.copy()  # the index at forward time, whatever happens to the caller's array later
     return i
 
 
@@ -625,6 +682,8 @@ class SetItem(Function):
         view, last = index_view(out, steps, "setitem")
         try:
             view[last] = v
+        except IndexError as e:
+            raise IndexOutOfRangeError(f"setitem: index {last} is invalid for a tensor of shape {view.shape}: {e}") from None
         except ValueError:
             raise ShapeError(f"setitem: a value of shape {v.shape} cannot be broadcast to the indexed shape "
                              f"{view[last].shape}") from None
@@ -692,16 +751,23 @@ class Maximum(Function):
     """Elementwise max of a and b with broadcasting; where they tie, each gets half the gradient."""
 
     SAVES = {0: (0, 1), 1: (0, 1)}
+    PICK, WINS = staticmethod(np.maximum), staticmethod(np.greater)
 
     def forward(self, a, b):
-        return broadcasting("maximum", np.maximum, a, b)
+        return broadcasting(self.op_name, self.PICK, a, b)
 
     def backward(self, g):
         a, b = self.inputs
-        share = np.where(a.data > b.data, 1.0, np.where(a.data == b.data, 0.5, 0.0)).astype(g.dtype)
+        share = np.where(self.WINS(a.data, b.data), 1.0, np.where(a.data == b.data, 0.5, 0.0)).astype(g.dtype)
         ga = unbroadcast(g * Tensor._constant(share), a.shape) if self.needs_input_grad[0] else None
         gb = unbroadcast(g * Tensor._constant(1 - share), b.shape) if self.needs_input_grad[1] else None
         return ga, gb
+
+
+class Minimum(Maximum):
+    """Elementwise min of a and b with broadcasting; where they tie, each gets half the gradient."""
+
+    PICK, WINS = staticmethod(np.minimum), staticmethod(np.less)
 
 
 class Cat(Function):
@@ -751,9 +817,10 @@ class Pad(Function):
 
 
 def cat(tensors, dim=0) -> Tensor:
-    """Join tensors along an existing dim. Shapes must match elsewhere."""
-    tensors = list(tensors)
-    return Cat.apply(*[as_tensor(t) for t in tensors], dim=dim)
+    """Join tensors along an existing dim (in their promoted dtype). Shapes must match elsewhere."""
+    tensors = [as_tensor(t) for t in tensors]
+    dt = dtypes.result_type(*tensors) if tensors else None
+    return Cat.apply(*[_cast(t, dt) for t in tensors], dim=dim)
 
 
 def stack(tensors, dim=0) -> Tensor:
@@ -776,6 +843,6 @@ def pad(input, pad, mode="constant", value=0.0) -> Tensor:
 
 def where(condition, input, other) -> Tensor:
     """Elements of `input` where `condition` is true, else of `other` (differentiable in both)."""
-    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    cond = np.array(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)  # a copy
     dt = dtypes.result_type(input, other)
     return Where.apply(_cast(input, dt), _cast(other, dt), cond=cond)

@@ -44,12 +44,13 @@ class Tensor:
 
     __array_priority__ = 1000  # ndarray op Tensor -> Tensor's reflected op
     # defaults; instances set their own when they differ
-    grad = None
+    _grad = None
     name = None
     _ctx = None
     _retains_grad = False
     _vc = None  # version counter (autograd.function.VersionCounter), made on first use
     _consumers = None  # weak references to the recorded ops that used this tensor
+    _views = None  # weak references to the tensors that view this one's memory
     _meta = None  # what a freed graph keeps of this tensor (TensorMeta)
     _sources = None  # inputs of an unrecorded step inside a composite op (for drawing)
     _is_constant = False  # made by an op for its own arithmetic (a mask, a scalar): drawn inside the op
@@ -125,6 +126,22 @@ class Tensor:
     def device(self) -> str:
         """Where the data lives: always "cpu"."""
         return device("cpu")
+
+    @property
+    def grad(self):
+        """The gradient backward accumulated here (a leaf's, or a non-leaf's after retain_grad), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad must be a Tensor or None, got {type(value).__name__}")
+            if value.shape != self.shape:
+                raise ShapeError(f"assigned grad has shape {value.shape}, but the tensor has shape {self.shape}")
+            if value.dtype != self.dtype:
+                raise DTypeError(f"assigned grad has dtype {value.dtype}, but the tensor has dtype {self.dtype}")
+        self._grad = value
 
     @property
     def is_leaf(self) -> bool:
@@ -212,9 +229,17 @@ class Tensor:
         return arr.copy() if copy and arr is self.data else arr
 
     def __array_function__(self, func, types, args, kwargs):
-        """numpy functions (np.max(t, axis=1), np.argmax, np.mean, ...) see the Tensor's array
-        and return what they return for it."""
-        return func(*_arrays(args), **_arrays(kwargs))
+        """numpy functions (np.max(t, axis=1), np.argmax, np.mean, ...) see the Tensor's array,
+        read-only, and return what they return for it. Writing into a Tensor through numpy
+        (np.copyto(t, ...), out=t) is refused: it would bypass the version counter."""
+        try:
+            return func(*_arrays(args), **_arrays(kwargs))
+        except ValueError as e:
+            if "read-only" not in str(e):
+                raise
+            raise ValueError(f"np.{func.__name__} would write into a Tensor's memory, which autograd could not see; "
+                             f"use the Tensor's in-place methods (copy_, clamp_, add_, ...) or write into "
+                             f"t.numpy()") from None
 
     def __deepcopy__(self, memo):
         if self._ctx is not None:
@@ -223,7 +248,7 @@ class Tensor:
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         new.data, new.requires_grad = self.data.copy(), self.requires_grad
-        for k in ("name", "grad", "_retains_grad", "_is_constant"):
+        for k in ("name", "_grad", "_retains_grad", "_is_constant"):
             if k in self.__dict__:
                 setattr(new, k, copy.deepcopy(self.__dict__[k], memo))
         return new
@@ -352,7 +377,7 @@ class Tensor:
 
     def minimum(self, other):
         """Elementwise min of two tensors (ties share the gradient), broadcasting."""
-        return -ops.binary(ops.Maximum, -self, -ops.as_tensor(other, self))
+        return ops.binary(ops.Minimum, self, other)
 
     # --- in place (PyTorch's rules: the result must cast to self's dtype and fit self's shape)
     def _inplace(self, cls, other, op: str) -> "Tensor":
@@ -401,7 +426,10 @@ class Tensor:
         return ops.Copy.apply_inplace(self, src)
 
     def clamp_(self, min=None, max=None):
-        """Clamp to [min, max], in place; returns self."""
+        """Clamp to [min, max] (numbers), in place; returns self."""
+        dt = dtypes.result_type(self, *[v for v in (min, max) if v is not None])
+        if not dtypes.can_cast(dt, self.dtype):
+            raise DTypeError(f"clamp_: result type {dt} can't be cast to the desired output type {self.dtype}")
         return ops.Clamp.apply_inplace(self, lo=min, hi=max)
 
     def __setitem__(self, index, value):
@@ -499,12 +527,13 @@ class Tensor:
     def clamp(self, min=None, max=None):
         """Elementwise clamp to [min, max] (numbers or tensors, either may be None); the gradient
         passes where the value was inside the range."""
-        if isinstance(min, Tensor) or isinstance(max, Tensor):
-            out = self if min is None else self.maximum(min)
-            return out if max is None else out.minimum(max)
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
-        return ops.Clamp.apply(self, lo=min, hi=max)
+        if isinstance(min, Tensor) or isinstance(max, Tensor):  # the gradient goes where each value came from
+            out = self if min is None else ops.where((self < min).data, min, self)
+            return out if max is None else ops.where((out > max).data, max, out)
+        dt = dtypes.result_type(self, *[v for v in (min, max) if v is not None])
+        return ops.Clamp.apply(self if dt == self.dtype else self.to(dt), lo=min, hi=max)
 
     clip = clamp
 
@@ -595,17 +624,17 @@ class Tensor:
     def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Smallest value over `dim`; ties share the gradient equally."""
         dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
-        return -ops.Amax.apply(-self, dim=dim, keepdim=keepdim)
+        return ops.Amin.apply(self, dim=dim, keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Without `dim`: the largest element. With `dim`: (values, indices), as in PyTorch.
-        With a Tensor: the elementwise maximum."""
+        """Without `dim`: the largest element (ties share the gradient). With `dim`: (values,
+        indices), the gradient going to the indices, as in PyTorch. With a Tensor: the elementwise maximum."""
         if isinstance(dim, Tensor):
             return self.maximum(dim)
         dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amax()
-        return ops.MinMax(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+        return ops.max_along(self, dim, keepdim)
 
     def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Without `dim`: the smallest element. With `dim`: (values, indices). With a Tensor: elementwise."""
@@ -614,7 +643,7 @@ class Tensor:
         dim, keepdim = _dim_arg(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amin()
-        return ops.MinMax(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+        return ops.max_along(self, dim, keepdim, largest=False)
 
     def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Index of the largest element (of the flattened tensor when dim is None); int64, not differentiable."""
@@ -627,8 +656,8 @@ class Tensor:
         return self._arg(np.argmin, dim, keepdim, "argmin")
 
     def _arg(self, fn, dim, keepdim, op):
-        if self.data.size == 0:
-            raise ShapeError(f"{op}: the tensor of shape {self.shape} is empty")
+        if self.data.size == 0 and (dim is None or self.ndim == 0 or self.shape[self._dim(dim, op)] == 0):
+            raise ShapeError(f"{op}: cannot take {op} over an empty dimension of a tensor of shape {self.shape}")
         if dim is None or self.ndim == 0:
             out = np.asarray(fn(self.data))
             if dim is not None:
@@ -730,9 +759,11 @@ class Tensor:
 
 
 def _arrays(x):
-    """Tensors inside args (lists, tuples, dicts) replaced by their arrays, for numpy functions."""
+    """Tensors inside args (lists, tuples, dicts) replaced by read-only views of their arrays, for numpy functions."""
     if isinstance(x, Tensor):
-        return x.data
+        view = x.data.view()
+        view.flags.writeable = False
+        return view
     if isinstance(x, (list, tuple)):
         return type(x)(_arrays(v) for v in x)
     if isinstance(x, dict):

@@ -3,6 +3,7 @@ each node's backward rule, and accumulate the gradients into the leaves' `.grad`
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
@@ -67,40 +68,45 @@ def _sole_refcounts() -> tuple:
     return _refcounts(g)
 
 
-class _Grads:
-    """Where the gradients of one backward go: the leaves' `.grad` (each its own writable
-    array, never the caller's or another tensor's) or, for `grad()`, a capture dict."""
+_STORE_LOCK = threading.Lock()  # backward in two threads may store into the same parameter's .grad
 
-    def __init__(self, create_graph: bool, capture, user_arrays: set):
-        self.create_graph, self.capture = create_graph, capture
+
+class _Grads:
+    """Where the gradients of one backward go: the leaves' `.grad`, each its own writable
+    array, never the caller's gradient nor another tensor's, in the leaf's dtype."""
+
+    def __init__(self, create_graph: bool, user_arrays: set):
+        self.create_graph = create_graph
         self.taken = set(user_arrays)  # ids of arrays a stored gradient must not share
 
     def store(self, t, g: Tensor) -> None:
-        if self.capture is not None:
-            return
-        if t.grad is not None:
-            self._accumulate(t, g)
-            return
-        arr = g.data
-        shared = arr.base is not None or id(arr) in self.taken or not arr.flags.writeable
-        if self.create_graph:
-            if shared:
+        with _STORE_LOCK:
+            if t.grad is not None:
+                self._accumulate(t, g)
+                return
+            arr = g.data
+            if self.create_graph:  # a copy in the graph: the graph may have saved g itself
                 g = g.clone()
-        else:
-            g = Tensor._make(arr.copy() if shared else arr)
-        self.taken.add(id(g.data))
-        t.grad = g
+            elif arr.base is not None or id(arr) in self.taken or not arr.flags.writeable:
+                g = Tensor._make(arr.copy())
+            else:
+                g = Tensor._make(arr)
+            self.taken.add(id(g.data))
+            t._grad = g
 
     def _accumulate(self, t, g: Tensor) -> None:
         old = t.grad
         if self.create_graph or old.requires_grad or old.shape != g.shape or not old.data.flags.writeable:
-            t.grad = old + g
+            t._grad = old + g
             return
         np.add(old.data, g.data, out=old.data, casting="unsafe")  # in place, as PyTorch accumulates
         old._bump_version()
 
 
-def _run(roots, gradients, retain_graph, create_graph, capture=None):
+def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captured=False):
+    """The backward pass. Leaves' gradients go to their `.grad`; with `capture` (a list of
+    tensors), only those tensors' gradients are collected and returned, and stored into
+    their `.grad` too when `store_captured` (backward(inputs=...))."""
     for r in roots:
         if not r.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
@@ -116,7 +122,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
         user_arrays.add(id(g.data))
         grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
     captured = {} if capture is None else {id(t): None for t in capture}
-    sink = _Grads(create_graph, capture, user_arrays)
+    sink = _Grads(create_graph, user_arrays)
     order = _topo_order(roots)
     prev_mode, prev_of = state.grad_enabled, state.backward_of
     state.grad_enabled = create_graph
@@ -127,7 +133,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
                 continue
             if id(t) in captured:
                 captured[id(t)] = g
-            if t._ctx is None or t._retains_grad:
+            if capture is None and (t._ctx is None or t._retains_grad):
                 sink.store(t, g)
             ctx = t._ctx
             if ctx is None:
@@ -157,6 +163,10 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None):
             in_grads = gi = gd = g = None  # hold no gradient past its use (see _refcounts)
             if not retain_graph:
                 ctx.free()
+        if store_captured:
+            for t in capture:
+                if captured[id(t)] is not None:
+                    sink.store(t, captured[id(t)])
     finally:
         state.grad_enabled, state.backward_of = prev_mode, prev_of
     return captured
@@ -176,11 +186,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         _run(tensors, grad_tensors, retain, create_graph)
         return
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    got = _run(tensors, grad_tensors, retain, create_graph, capture=inputs)
-    sink = _Grads(create_graph, None, set())
-    for t in inputs:
-        if got[id(t)] is not None:
-            sink.store(t, got[id(t)])
+    _run(tensors, grad_tensors, retain, create_graph, capture=inputs, store_captured=True)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

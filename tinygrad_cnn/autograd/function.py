@@ -122,6 +122,8 @@ class Function:
         data = fn.forward(*[None if t is None else t.data for t in inputs], **attrs)
         if type(data) is not np.ndarray:  # numpy gives scalars for 0-d results; a tensor's memory is an array
             data = np.asarray(data)
+        if record and data.dtype.kind != "f":  # an integer or bool result has no gradient (x.long(), x > 0)
+            record = False
         out = Tensor._make(data, record)
         if cls.IS_VIEW:
             _link_view(out, inputs[0])
@@ -209,10 +211,15 @@ class Function:
             return target
         _check_rebase(target, cls)
         old, others = _split_history(target, cls, others)
-        out = cls.apply(old, *others, **attrs)
-        if out.dtype != target.dtype:
-            out = out.to(target.dtype)
-        _write_into(target, out.data)
+        try:
+            out = cls.apply(old, *others, **attrs)
+            if out.dtype != target.dtype:
+                out = out.to(target.dtype)
+            _write_into(target, out.data)
+        except BaseException:  # a bad operand, Ctrl-C: target and its graph stay as they were
+            _undo_split(target, old)
+            raise
+        _mark_stale_views(target)
         fn = out._ctx
         target._ctx, target.requires_grad = fn, True
         fn.rebind_output(target)
@@ -246,21 +253,28 @@ def _saved_keys(cls, req: tuple) -> tuple:
 
 
 def _link_view(out, inp) -> None:
-    """`out` shares `inp`'s memory: the same version counter, and marked as a view. (No
-    reference to `inp` itself: the engine's reuse of gradient buffers counts references.)"""
+    """`out` shares `inp`'s memory: the same version counter, marked as a view, and listed
+    (weakly) among inp's views. (No strong reference to `inp`: the engine's reuse of
+    gradient buffers counts references.)"""
     base = out.data.base
     if base is not None and (base is inp.data or base is inp.data.base) or out.data is inp.data:
         out._vc, out._is_view = version_counter(inp), True
+        _add_weak(inp, "_views", weakref.ref(out))
+
+
+def _add_weak(t, attr: str, ref) -> None:
+    """Append a weak reference to the list t.<attr> (`_consumers` or `_views`), dropping dead ones as it grows."""
+    refs = getattr(t, attr)
+    if refs is None:
+        setattr(t, attr, [ref])
+        return
+    refs.append(ref)
+    if len(refs) >= 16 and not len(refs) & (len(refs) - 1):  # at 16, 32, 64, ...
+        refs[:] = [r for r in refs if r() is not None]
 
 
 def _add_consumer(t, ref) -> None:
-    c = t._consumers
-    if c is None:
-        t._consumers = [ref]
-        return
-    c.append(ref)
-    if len(c) >= 16 and not len(c) & (len(c) - 1):  # at 16, 32, 64, ...: drop the dead ones
-        c[:] = [r for r in c if r() is not None]
+    _add_weak(t, "_consumers", ref)
 
 
 def _consumers(t):
@@ -321,11 +335,18 @@ def _split_history(target, cls, others) -> tuple:
         old._ctx._out = weakref.ref(old)
     for fn in _consumers(target):
         fn.inputs = tuple(old if t is target else t for t in fn.inputs)
-        if fn.IS_VIEW:
-            _mark_stale(fn.output)
     old._consumers, target._consumers = target._consumers, None
     return old, [_alias(target) if o is target and i + 1 in reads else old if o is target else o
                  for i, o in enumerate(others)]
+
+
+def _undo_split(target, old) -> None:
+    """Give target back the past that _split_history moved to `old` (the in-place op failed)."""
+    for fn in _consumers(old):
+        fn.inputs = tuple(target if t is old else t for t in fn.inputs)
+    target._consumers = old._consumers
+    if target._ctx is not None:
+        target._ctx._out = weakref.ref(target)
 
 
 def _alias(target):
@@ -336,15 +357,15 @@ def _alias(target):
     return t
 
 
-def _mark_stale(view) -> None:
-    """A recorded view whose base was rebased by an in-place op: its later uses would miss the
-    change in the gradient, so Function.apply refuses them (and those of views of it)."""
-    if view is None or not view._is_view:
-        return
-    view._stale = True
-    for fn in _consumers(view):
-        if fn.IS_VIEW:
-            _mark_stale(fn.output)
+def _mark_stale_views(base) -> None:
+    """The views of `base` (recorded or not, and views of them) after a recorded in-place op
+    on it: their values changed but their gradient paths miss the op, so Function.apply
+    refuses to record a use of them (PyTorch rebuilds their history; we say so instead)."""
+    for ref in base._views or ():
+        view = ref()
+        if view is not None and not view._stale:
+            view._stale = True
+            _mark_stale_views(view)
 
 
 from ..tensor import Tensor  # noqa: E402  (tensor.py needs Function defined above)

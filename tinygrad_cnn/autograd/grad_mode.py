@@ -4,6 +4,7 @@ forward is running, the composite op it is part of, the backward rule that made 
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 
 
@@ -46,13 +47,49 @@ class _GradMode:
     def __exit__(self, *exc):
         state.grad_enabled = self._prev.pop()
 
+    def _fresh(self) -> "_GradMode":
+        """A new context manager with this one's mode (one per call of a decorated function)."""
+        new = object.__new__(type(self))
+        new._prev, new.enabled = [], self.enabled
+        return new
+
     def __call__(self, fn):
+        if inspect.isgeneratorfunction(fn):
+            return _wrap_generator(self._fresh, fn)
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            with self._fresh():
                 return fn(*args, **kwargs)
 
         return wrapper
+
+
+def _wrap_generator(make_mode, fn):
+    """A decorated generator function: each step of the generator runs in the mode (as PyTorch's)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        gen = fn(*args, **kwargs)
+        try:
+            with make_mode():
+                value = next(gen)
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    with make_mode():
+                        gen.close()
+                    raise
+                except BaseException as e:
+                    with make_mode():
+                        value = gen.throw(e)
+                else:
+                    with make_mode():
+                        value = gen.send(sent)
+        except StopIteration as stop:
+            return stop.value
+
+    return wrapper
 
 
 class no_grad(_GradMode):

@@ -22,3 +22,7 @@ __all__ = [
     "col2im", "functional", "device", "set_default_dtype", "get_default_dtype", "float16", "float32", "float64",
     "bool_", "uint8", "int8", "int16", "int32", "int64", "utils", "datasets", "transforms",
 ]
+from .data import load_mnist  # noqa: E402  (the lecture book's names, at the top level as its scripts import them)
+from .models import SimpleConvNet  # noqa: E402
+from .trainer import Trainer  # noqa: E402
+__all__ += ["SimpleConvNet", "Trainer", "load_mnist"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_models import quadrant_blobs, tiny_net
 
 import tinygrad_cnn
@@ -354,3 +356,26 @@ def test_the_readme_section_for_the_lecture_book_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "W1" in proc.stdout and (tmp_path / "params.pkl").exists()
+
+
+_GOOD = {protocol: pickle.dumps({"W1": np.arange(6.0).reshape(2, 3), "b1": np.array([1, 2], np.int32),
+                                 "s": np.float32(1)}, protocol=protocol) for protocol in range(2, 6)}
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(sorted(_GOOD)), st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), min_size=1,
+                                                 max_size=3),
+       st.one_of(st.none(), st.integers(0, 400)))
+def test_a_corrupted_pickle_is_a_value_error_never_a_crash(tmp_path_factory, protocol, changes, cut):
+    """Random bytes changed (lengths, memo indices, opcodes) and cuts: arrays or a ValueError,
+    never a MemoryError from a length field claiming gigabytes, nor anything worse."""
+    data = bytearray(_GOOD[protocol])
+    for where, byte in changes:
+        data[where % len(data)] = byte
+    path = tmp_path_factory.mktemp("fuzz") / "params.pkl"
+    path.write_bytes(bytes(data[:cut]))
+    try:
+        arrays = tinygrad_cnn._io.load_arrays(path)
+    except ValueError:
+        return
+    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "biufc" for a in arrays.values())

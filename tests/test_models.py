@@ -145,7 +145,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_weights():
         np.testing.assert_array_equal(net.params[k], v)
 
 
-# ----------------------------------------------------------------------------- dtype, labels, params, numerical gradient
+# ----------------------------------------------------------------- dtype, labels, params, numerical gradient
 
 
 @pytest.mark.parametrize("dtype", [np.float64, "float64", tinygrad_cnn.float64, tinygrad_cnn.double])

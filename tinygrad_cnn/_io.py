@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import math
 import os
 import pickle
+import pickletools
+import re
 import tempfile
 import zipfile
 import zlib
@@ -213,10 +216,12 @@ class _PickledDtype:
     float, complex), its byte order set by BUILD."""
 
     def __init__(self, name, align=False, copy=True):
-        d = np.dtype(name) if isinstance(name, str) else None
-        if d is None or d.kind not in "biufc" or d.fields is not None or d.subdtype is not None:
+        if not (isinstance(name, str) and re.fullmatch(r"[biufc][0-9]{1,2}", name)):  # as numpy writes them
             raise _Refused(f"the dtype {name!r} (only plain numeric dtypes are admitted)")
-        self.dtype = d
+        try:
+            self.dtype = np.dtype(name)
+        except TypeError:  # "f3"
+            raise _Refused(f"the dtype {name!r} (not a numpy dtype)") from None
 
     def __setstate__(self, state):
         # (version, byte order, subarray, names, fields, elsize, alignment, flags[, metadata])
@@ -305,9 +310,11 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _read_pkl(path) -> dict[str, np.ndarray]:
     """The book's params.pkl: a pickled dict of name -> numpy array, read without running code."""
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with open(path, "rb") as f:
-            obj = _ArrayUnpickler(f).load()
+        _prescan(data)
+        obj = _ArrayUnpickler(io.BytesIO(data)).load()
     except _Refused as e:
         raise UnsafePickleError(f"{os.fspath(path)}: refused {e}: a pickle checkpoint may hold only numpy arrays of "
                                 f"numbers, dicts, lists, tuples, numbers and strings") from None
@@ -317,6 +324,15 @@ def _read_pkl(path) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict):
         raise ValueError(f"{os.fspath(path)}: a pickle of a {type(obj).__name__}, not a dict of named arrays")
     return {_name(path, k): _pickled_value(path, k, v) for k, v in obj.items()}
+
+
+def _prescan(data: bytes) -> None:
+    """Walk the opcodes before unpickling: every length field within the file (pickletools
+    checks) and every memo index below the file's size, so that the unpickler allocates
+    nothing that the file does not hold. ValueError otherwise."""
+    for op, arg, _ in pickletools.genops(data):
+        if op.name.endswith(("PUT", "GET")) and arg > len(data):
+            raise ValueError(f"memo index {arg} in a pickle of {len(data)} bytes")
 
 
 def _name(path, key) -> str:

@@ -203,8 +203,9 @@ def _read_npz(path) -> dict[str, np.ndarray]:
 
 
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
-    """A pickle checkpoint holds something other than numpy arrays, dicts, lists, tuples,
-    numbers and strings (a global that could run code, an object dtype): refused unloaded."""
+    """A pickle checkpoint names something other than numeric numpy arrays, dicts, lists,
+    tuples, numbers and strings (a global that could run code, an object dtype); it is
+    refused when met, before it is called."""
 
 
 class _Refused(Exception):

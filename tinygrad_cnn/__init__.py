@@ -30,3 +30,7 @@ __all__ = [
     "bool_", "uint8", "int8", "int16", "int32", "int64", "utils", "datasets", "transforms", "nn", "optim",
     "accelerator", "backends", "cuda", "save", "load", *_factories, *_tensor_functions,
 ]
+from .data import load_mnist  # noqa: E402  (the lecture book's names, at the top level as its scripts import them)
+from .models import SimpleConvNet  # noqa: E402
+from .trainer import Trainer  # noqa: E402
+__all__ += ["SimpleConvNet", "Trainer", "load_mnist"]

@@ -25,6 +25,26 @@ def _outputs(result):
     return outs
 
 
+def numerical_gradient(f, x: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Central differences of a scalar function at the array `x`, as the lecture book's
+    `common/gradient.py`: element i of the result (x's shape and dtype) is
+    (f(x + eps e_i) - f(x - eps e_i)) / (2 eps). `x` itself is changed one element at a time
+    (whatever its layout) and restored, so `f` may read it through a Tensor wrapping it;
+    `f(x)` returns a float. Two calls of `f` per element."""
+    g = np.zeros_like(x)
+    for elem in np.ndindex(x.shape):
+        orig = x[elem]
+        try:
+            x[elem] = orig + eps
+            plus = f(x)
+            x[elem] = orig - eps
+            minus = f(x)
+        finally:
+            x[elem] = orig
+        g[elem] = (plus - minus) / (2 * eps)
+    return g
+
+
 def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3) -> bool:
     """Check autograd's gradients of `fn(*inputs)` against central differences.
 
@@ -55,21 +75,15 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3) -> bool:
     for i, a in zip(wrt, analytic):
         x = xs[i]
         a = np.zeros(x.shape) if a is None else a.data
-        for elem in np.ndindex(x.shape):  # x.data itself is perturbed, whatever its layout
-            orig = x.data[elem]
-            x.data[elem] = orig + eps
-            plus = projected()
-            x.data[elem] = orig - eps
-            minus = projected()
-            x.data[elem] = orig
-            num = (plus - minus) / (2 * eps)
-            ana = a[elem]
-            if not abs(ana - num) <= atol + rtol * abs(num):
-                name = f" ({x.name})" if x.name else ""
-                raise AssertionError(
-                    f"gradcheck: input {i}{name}, element {tuple(int(e) for e in elem)}: "
-                    f"analytical {ana:.8g} vs numerical {num:.8g}"
-                )
+        num = numerical_gradient(lambda _: projected(), x.data, eps)  # x.data itself is perturbed
+        bad = ~(np.abs(a - num) <= atol + rtol * np.abs(num))  # NaN fails too
+        if bad.any():
+            elem = tuple(int(e) for e in np.argwhere(bad)[0])
+            name = f" ({x.name})" if x.name else ""
+            raise AssertionError(
+                f"gradcheck: input {i}{name}, element {elem}: "
+                f"analytical {a[elem]:.8g} vs numerical {num[elem]:.8g}"
+            )
     return True
 
 

@@ -1,13 +1,14 @@
-"""Draw the computation graph with graphviz: ops, named tensors with shapes, grouped by module.
+"""Draw the computation graph with graphviz: ops, parameters by name, shapes on the edges,
+grouped by module; composite ops expanded into the ops they ran on request; the ops a
+backward pass recorded (under create_graph) labelled with the forward op they differentiate.
 
-    dot = draw_graph(loss, params=model)     # a graphviz.Digraph
-    dot.render("graph", format="svg")         # needs Graphviz's `dot` (Debian: graphviz)
-    python -m tinygrad_cnn.viz --out graph.svg  # SimpleConvNet's training graph
+    dot = draw_graph(loss)                       # a graphviz.Digraph
+    dot = draw_graph(loss, expand={"conv2d"})    # conv2d as im2col (unfold) -> matmul
+    dot.render("graph", format="svg")            # needs Graphviz's `dot` (Debian: graphviz)
 """
 from __future__ import annotations
 
-import argparse
-import os
+import itertools
 import shutil
 import sys
 from collections import defaultdict
@@ -15,8 +16,9 @@ from collections import defaultdict
 import graphviz
 import numpy as np
 
-from ._io import atomic_write
-from .tensor import Tensor
+from .._io import atomic_write
+from ..autograd.function import TensorMeta
+from ..tensor import Tensor
 
 STYLES = {
     "param": dict(shape="box", style="filled,rounded", fillcolor="#cfe2ff", color="#3d6fb6"),
@@ -24,9 +26,21 @@ STYLES = {
     "output": dict(shape="box", style="filled,bold", fillcolor="#ffd8a8", color="#d9480f"),
     "tensor": dict(shape="box", style="rounded", color="#868e96", fontsize="10"),
     "op": dict(shape="ellipse", style="filled", fillcolor="#fff3bf", color="#b08800"),
+    "step": dict(shape="ellipse", style="filled,dashed", fillcolor="#fff9db", color="#b08800"),
+    "backward": dict(shape="ellipse", style="filled", fillcolor="#ffe3e3", color="#c92a2a"),
     "module": dict(shape="box3d", style="filled", fillcolor="#d3f9d8", color="#2b8a3e"),
     "more": dict(shape="note", style="filled", fillcolor="#f8f9fa", color="#868e96"),
 }
+CLUSTER_STYLES = {
+    "module": dict(style="rounded,dashed", color="#2b8a3e", fontcolor="#2b8a3e"),
+    "scope": dict(style="rounded,filled", fillcolor="#fffdf0", color="#b08800", fontcolor="#8a6d00"),
+    "backward": dict(style="rounded,filled", fillcolor="#fff5f5", color="#c92a2a", fontcolor="#c92a2a"),
+}
+LEGEND = (("param", "parameter"), ("input", "input"), ("output", "output"), ("op", "op"),
+          ("step", "op not recorded\n(no input needs grad)"), ("backward", "op of a backward pass"))
+# the lecture's names where an op has one; max_pool2d's own op is the max over each window
+OP_LABELS = {"unfold": "im2col (unfold)", "fold": "col2im (fold)", "max_pool2d": "window max"}
+_HIDDEN_ATTRS = {"index", "steps", "shape", "batch_inner"}  # shapes are on the edges; layout is not math
 MISSING_DOT = ("Graphviz's `dot` program is not installed, so the graph cannot be rendered "
                "(Debian/Ubuntu: apt-get install graphviz); the DOT text is in .source")
 
@@ -34,10 +48,11 @@ MISSING_DOT = ("Graphviz's `dot` program is not installed, so the graph cannot b
 class Graph(graphviz.Digraph):
     """A graphviz.Digraph whose render/pipe say in one line how to get `dot` when it is missing.
 
-    `node_count`, `edge_count`, `collapsed` and `truncated` describe what was drawn.
+    `node_count` (`op_count` ops + `tensor_count` tensors, the legend not counted),
+    `edge_count`, `collapsed` and `truncated` describe what was drawn.
     """
 
-    node_count = edge_count = 0
+    node_count = edge_count = op_count = tensor_count = 0
     collapsed = truncated = False
 
     def render(self, *args, **kwargs):
@@ -53,6 +68,258 @@ class Graph(graphviz.Digraph):
             return super().pipe(*args, **kwargs)
         except graphviz.ExecutableNotFound:
             raise RuntimeError(MISSING_DOT) from None
+
+
+# ----------------------------------------------------------------------------- what was recorded
+
+
+class _Step:
+    """An op that ran unrecorded, because none of its inputs needs a gradient, inside a
+    composite op (conv2d's im2col of the images) or a backward rule: drawn as an op."""
+
+    def __init__(self, src):
+        self.fn_class, self.attrs, self.inputs = src.op, src.attrs, tuple(src)
+        self.modules, self.backward_of = src.modules, src.backward_of
+        self.scope, self.nested_scopes = (src.scopes[0], src.scopes[1:]) if src.scopes else (None, ())
+
+    @property
+    def op_name(self) -> str:
+        """The op's functional name (unfold)."""
+        return self.fn_class().op_name
+
+
+def _key(t) -> int:
+    """One id per tensor, whether a node holds it or (after backward) its TensorMeta."""
+    if type(t) is TensorMeta:
+        alive = t._ref()
+        if alive is not None and alive._ctx is t._ctx:
+            return id(alive)
+    return id(t)
+
+
+def _producer(t):
+    """The op that made t: its Function, an unrecorded step of a composite op or backward rule,
+    or None (a leaf)."""
+    if t._ctx is not None:
+        return t._ctx
+    if getattr(t._sources, "op", None) is not None:
+        return _Step(t._sources)
+    return None
+
+
+def _walk(roots):
+    """Tensors reachable from roots in data-flow order (each after the tensors it was made
+    from), and {tensor key: the op that made it}; without recursion."""
+    order, producer, seen = [], {}, set()
+    stack = [(r, False) for r in reversed(roots)]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        k = _key(t)
+        if k in seen:
+            continue
+        seen.add(k)
+        stack.append((t, True))
+        op = _producer(t)
+        if op is not None:
+            producer[k] = op
+            stack.extend((i, False) for i in reversed(op.inputs) if i is not None)
+    return order, producer
+
+
+def _op_label(op) -> str:
+    name = op.op_name
+    return OP_LABELS.get(name, name)
+
+
+def _forward_group(op) -> tuple:
+    """(key, name, expand name) of what op computes: its outermost composite call (conv2d) or
+    itself; for an op of a backward pass, that of the forward op it differentiates + ' backward'."""
+    if op.backward_of is not None:
+        key, name, base = _forward_group(op.backward_of)
+        return ("backward", key), f"{name} backward", base
+    if op.scope is not None:
+        return id(op.scope), op.scope.name, op.scope.name
+    return id(op), _op_label(op), op.op_name
+
+
+class _Unit:
+    """An op node of the drawing: a composite call, the ops of one backward rule, or one op;
+    `clusters` are the expanded composite calls around it, outermost first."""
+
+    def __init__(self, key, kind, name, attrs, modules, clusters):
+        self.key, self.kind, self.name, self.attrs = key, kind, name, attrs
+        self.modules, self.clusters, self.ops = modules, clusters, []
+
+    def label_lines(self, show_attrs) -> list:
+        name = self.name
+        if self.kind == "backward" and len(self.ops) == 1 and not self.clusters:  # one op: say which
+            name = f"{name}: {_op_label(self.ops[0])}"
+        return [name, *(_attr_lines(self.attrs) if show_attrs else [])]
+
+
+def _expander(expand):
+    """expand (False, True, a name or names) -> predicate on op names."""
+    if isinstance(expand, bool) or expand is None:
+        return lambda name: bool(expand)
+    if isinstance(expand, str):
+        expand = {expand}
+    try:
+        names = set(expand)
+    except TypeError:
+        raise TypeError(f"draw_graph: expand must be True, False or a set of op names such as {{'conv2d'}}, "
+                        f"got {type(expand).__name__}") from None
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"draw_graph: expand names must be strings, got {sorted(map(repr, names))}")
+    return names.__contains__
+
+
+def _place(op, expanded) -> tuple:
+    """(unit key, kind, name, attrs, modules, clusters) of the op node that `op` is drawn in."""
+    if op.backward_of is not None:
+        key, name, base = _forward_group(op)
+        if expanded(base):
+            return id(op), "backward", f"{name}: {_op_label(op)}", op.attrs, (), ((key, (name,), "backward"),)
+        return key, "backward", name, {}, (), ()
+    clusters = []
+    for s in (op.scope, *op.nested_scopes) if op.scope is not None else ():
+        if not expanded(s.name):
+            return id(s), "step" if isinstance(op, _Step) else "op", s.name, s.attrs, op.modules, tuple(clusters)
+        clusters.append((id(s), (s.name, ", ".join(_attr_lines(s.attrs))), "scope"))
+    return id(op), "step" if isinstance(op, _Step) else "op", _op_label(op), op.attrs, op.modules, tuple(clusters)
+
+
+def _expandable(producer) -> set:
+    """The names `expand` can take in this graph: composite calls and the ops a backward pass differentiated."""
+    names = set()
+    for op in producer.values():
+        names.update(s.name for s in ((op.scope, *op.nested_scopes) if op.scope is not None else ()))
+        if op.backward_of is not None:
+            names.add(_forward_group(op)[2])
+    return names
+
+
+def _recorded_names(ops) -> tuple[dict, dict]:
+    """id(tensor) -> dotted name and id(module) -> name, from the outermost module each op ran in
+    (as its named_parameters/named_buffers/named_modules give them: W1, 0.weight, conv1.bias)."""
+    tnames, mnames, done = {}, {}, set()
+    for op in ops:
+        if not op.modules or id(op.modules[0]) in done:
+            continue
+        root = op.modules[0]
+        done.add(id(root))
+        for n, t in itertools.chain(root.named_parameters(), root.named_buffers()):
+            tnames.setdefault(id(t), n)
+        for n, m in root.named_modules():
+            mnames.setdefault(id(m), n or type(m).__name__)
+    return tnames, mnames
+
+
+def _given_names(params) -> tuple[dict, dict]:
+    """id(tensor) -> name and id(module) -> name from draw_graph's `params`."""
+    if params is None:
+        return {}, {}
+    if hasattr(params, "named_parameters"):
+        tnames = {id(p): n for n, p in params.named_parameters()}
+        return tnames, {id(m): (n or type(m).__name__) for n, m in params.named_modules()}
+    return {id(t): n for n, t in dict(params).items()}, {}
+
+
+class _Recorded:
+    """The graph behind some roots, grouped into the op nodes to draw."""
+
+    def __init__(self, roots, params, expand):
+        self.tensors, producer = _walk(roots)
+        self.root_keys = {_key(r) for r in roots}
+        expanded = _expander(expand)
+        if expand and not isinstance(expand, bool):
+            unknown = set(expand if not isinstance(expand, str) else {expand}) - _expandable(producer)
+            if unknown:
+                raise ValueError(f"draw_graph: expand names {sorted(unknown)} are not ops of this graph; it can "
+                                 f"expand {sorted(_expandable(producer)) or 'nothing'}")
+        self.units, self.producer, self.consumers = {}, {}, defaultdict(list)
+        done_at = {}
+        for n, t in enumerate(self.tensors):  # data-flow order
+            op = producer.get(_key(t))
+            if op is not None:
+                unit = self.producer[_key(t)] = self._unit(op, expanded)
+                done_at[unit.key] = n
+        self.units = dict(sorted(self.units.items(), key=lambda kv: done_at[kv[0]]))  # by their last output
+        for t in self.tensors:
+            op = producer.get(_key(t))
+            for i in op.inputs if op is not None else ():
+                users = self.consumers[_key(i)] if i is not None else None
+                if users is not None and self.producer[_key(t)] not in users:
+                    users.append(self.producer[_key(t)])
+        _drop_lone_clusters(self.units.values())
+        self.explicit_modules = hasattr(params, "named_modules")
+        given_t, given_m = _given_names(params)
+        rec_t, rec_m = _recorded_names(op for u in self.units.values() for op in u.ops)
+        self.tnames, self.mnames = given_t, {**rec_m, **given_m}
+        self.recorded_tnames = rec_t
+
+    def _unit(self, op, expanded) -> _Unit:
+        key, kind, name, attrs, modules, clusters = _place(op, expanded)
+        unit = self.units.get(key)
+        if unit is None:
+            unit = self.units[key] = _Unit(key, kind, name, attrs, modules, clusters)
+        elif unit.kind == "step" and kind != "step":  # dashed only when none of its ops was recorded
+            unit.kind = kind
+        unit.ops.append(op)
+        return unit
+
+    def kind(self, t) -> str:
+        if _key(t) in self.root_keys:
+            return "output"
+        if _key(t) not in self.producer:
+            return "param" if t.requires_grad else "input"
+        return "tensor"
+
+    def name(self, t):
+        """params= first, then Tensor.name, then the module path recorded at forward; a
+        nameless input that only a backward pass used is one of its constants (the seed)."""
+        name = self.tnames.get(id(t)) or t.name or self.recorded_tnames.get(id(t))
+        users = self.consumers[_key(t)]
+        if name is None and not t.requires_grad and users and all(u.kind == "backward" for u in users):
+            return "constant"
+        return name
+
+    def drawn(self, t) -> bool:
+        """A node for roots, leaves (not an op's own constants), and tensors between op nodes
+        that have more to say than the edge's shape: a name, values, a gradient."""
+        k, kind = _key(t), self.kind(t)
+        if kind == "output":
+            return True
+        if kind != "tensor":
+            return not t._is_constant
+        crosses = any(c is not self.producer[k] for c in self.consumers[k])
+        return crosses and bool(t.name or _small(t) or t.grad is not None)
+
+    def module_path(self, unit) -> tuple:
+        mods = unit.modules
+        if self.explicit_modules:  # params= a Module: only its modules are drawn
+            mods = tuple(m for m in mods if id(m) in self.mnames)
+        return mods
+
+
+def _drop_lone_clusters(units) -> None:
+    """An expanded call that ran one op of its own name (nll_loss) needs no cluster around it."""
+    under = defaultdict(int)
+    for u in units:
+        for i in range(1, len(u.clusters) + 1):
+            under[u.clusters[:i]] += 1
+    for u in units:
+        if u.clusters and under[u.clusters] == 1 and u.name == u.clusters[-1][1][0]:
+            u.clusters = u.clusters[:-1]
+
+
+def _small(t) -> bool:
+    return t.data is not None and t.data.size <= 4
+
+
+# ----------------------------------------------------------------------------- labels
 
 
 def _text(s) -> str:
@@ -74,244 +341,215 @@ def _fmt(v) -> str:
 
 
 def _attr_lines(attrs: dict) -> list[str]:
-    return [f"{k}={_fmt(v)}" for k, v in attrs.items()
-            if isinstance(v, (int, float, str, bool, tuple)) and not isinstance(v, np.ndarray) and k != "index"]
+    """An op's key attributes, one per line; a window geometry as kernel_size/stride/padding."""
+    lines = []
+    for k, v in attrs.items():
+        if k == "geom":
+            kernel, stride, padding, dilation = v[:4]
+            lines += [f"kernel_size={_fmt(kernel)}", f"stride={_fmt(stride)}", f"padding={_fmt(padding)}"]
+            lines += [f"dilation={_fmt(dilation)}"] if dilation != (1, 1) else []
+        elif k == "ones_row":
+            lines += ["+ a row of ones (for the bias)"] if v else []
+        elif k not in _HIDDEN_ATTRS and isinstance(v, (int, float, str, bool, tuple)):
+            lines.append(f"{k}={_fmt(v)}")
+    return lines
 
 
-def _inputs(fn):
-    """A function's input tensors; a leaf made by an unrecorded step of a composite op
-    (conv2d's im2col of images that need no grad) stands for the tensors it was made from."""
-    out, stack = [], [i for i in reversed(fn.inputs) if i is not None]
-    while stack:
-        t = stack.pop()
-        if t._ctx is None and t._sources:
-            stack.extend(reversed(t._sources))
-        else:
-            out.append(t)
-    return out
+def _shape(shape) -> str:
+    return str(tuple(int(s) for s in shape))
 
 
-def _walk(roots):
-    """Every tensor and function reachable from roots, without recursion; tensors in data-flow order."""
-    tensors, fns, seen = [], [], set()
-    stack = list(reversed(roots))
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        tensors.append(t)
-        if t._ctx is not None:
-            fns.append(t._ctx)
-            stack.extend(reversed(_inputs(t._ctx)))
-    return tensors[::-1], fns
+def _values(a) -> str:
+    """At most 4 values, as micrograd's drawings show them: -6, [[1, 2], [3, 4]]."""
+    a = np.asarray(a)
+    if a.ndim:
+        return "[" + ", ".join(_values(row) for row in a) + "]"
+    v = a.item()
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _names(params) -> tuple[dict, dict]:
-    """id(tensor) -> parameter name, id(module) -> module name."""
-    if params is None:
-        return {}, {}
-    if hasattr(params, "named_parameters"):
-        tnames = {id(p): n for n, p in params.named_parameters()}
-        mnames = {id(m): (n or type(m).__name__) for n, m in params.named_modules()}
-        return tnames, mnames
-    return {id(t): n for n, t in dict(params).items()}, {}
-
-
-def draw_graph(*roots, params=None, show_shapes=True, show_attrs=True, show_grads=False, group_modules=True,
-               max_nodes=500, rankdir="TB") -> Graph:
-    """The graph that computed `roots`, as a graphviz Digraph.
-
-    A node per op (a composite op such as conv2d or cross_entropy is one node) with its
-    key attributes, and a node per tensor that crosses between ops, labelled with its
-    name (from `params`: a dict name -> Tensor or a Module, else `Tensor.name`), shape and
-    dtype. Parameters, inputs and outputs each have a style; a legend says which. With
-    `group_modules`, the ops of each module's forward are drawn in a cluster. A graph of
-    more than `max_nodes` nodes collapses into its modules (and says so).
-    """
-    roots = [r for r in roots if r is not None]
-    if not roots or not all(isinstance(r, Tensor) for r in roots):
-        raise TypeError("draw_graph: pass one or more Tensors")
-    if rankdir not in ("TB", "LR", "BT", "RL"):
-        raise ValueError(f"draw_graph: rankdir must be TB, LR, BT or RL, got {rankdir!r}")
-    tnames, mnames = _names(params)
-    tensors, fns = _walk(roots)
-    root_ids = {id(r) for r in roots}
-
-    def unit(fn):  # the op node a function belongs to: its composite call, or itself
-        return fn.scope if fn.scope is not None else fn
-
-    units, unit_fns = {}, defaultdict(list)
-    for fn in reversed(fns):  # data-flow order
-        u = unit(fn)
-        units.setdefault(id(u), u)
-        unit_fns[id(u)].append(fn)
-    producer = {id(t): id(unit(t._ctx)) for t in tensors if t._ctx is not None}
-    consumers = defaultdict(list)
-    for fn in reversed(fns):
-        for i in _inputs(fn):
-            if id(unit(fn)) not in consumers[id(i)]:
-                consumers[id(i)].append(id(unit(fn)))
-
-    def kind(t):
-        if id(t) in root_ids:
-            return "output"
-        if t._ctx is None:
-            return "param" if t.requires_grad else "input"
-        return "tensor"
-
-    def shown(t):
-        if id(t) in root_ids:
-            return True
-        if t._ctx is None:
-            return not getattr(t, "_is_constant", False)
-        return any(c != producer[id(t)] for c in consumers[id(t)])
-
-    drawn = [t for t in tensors if shown(t)]
-    dot = Graph(name="computation_graph", graph_attr=dict(rankdir=rankdir, fontname="Helvetica", fontsize="11"),
-                node_attr=dict(fontname="Helvetica", fontsize="11"), edge_attr=dict(color="#495057"))
-    if len(units) + len(drawn) > max_nodes:
-        _draw_collapsed(dot, units, unit_fns, producer, consumers, mnames, max_nodes)
-    else:
-        _draw_full(dot, drawn, units, unit_fns, producer, consumers, kind, tnames, mnames, group_modules,
-                   show_shapes, show_attrs, show_grads)
-    _legend(dot)
-    return dot
-
-
-def _tensor_label(t, k, tnames, show_shapes, show_grads):
-    name = tnames.get(id(t)) or t.name or {"output": "output", "input": "input"}.get(k, "")
-    lines = [name]
+def _tensor_label(t, kind, name, show_shapes, show_grads):
+    lines = [name or {"output": "output", "input": "input"}.get(kind, "")]
     if show_shapes:
-        lines.append(f"{tuple(t.shape)} {t.dtype}")
-    if t.data is not None and t.data.size == 1 and np.issubdtype(t.dtype, np.number):
-        lines.append(f"= {float(t.data.reshape(())):.4g}")
-    if show_grads and t.grad is not None:
-        g = t.grad.data
-        lines.append(f"grad = {float(g.reshape(())):.4g}" if g.size == 1 else
-                     f"|grad| = {float(np.linalg.norm(g)):.3g}")
+        lines.append(f"{_shape(t.shape)} {t.dtype}")
+    if _small(t):
+        lines.append(f"data = {_values(t.data)}")
+    g = t.grad if show_grads is not False else None
+    if g is not None and g.numel() <= 4:
+        lines.append(f"grad = {_values(g.data)}")
+    elif g is not None and show_grads:
+        lines.append(f"|grad| = {float(np.linalg.norm(g.data)):.3g}")
     return _label(*lines)
 
 
-def _module_path(fn, mnames):
-    return tuple(m for m in fn.modules if not mnames or id(m) in mnames)
+# ----------------------------------------------------------------------------- drawing
 
 
-def _op_name(u, first) -> str:
-    """An op node's name: the composite call's (conv2d), else the function's own (relu)."""
-    return u.name if u is not first else first.op_name
+def draw_graph(*roots, params=None, expand=False, show_shapes=True, show_attrs=True, show_grads=None,
+               group_modules=True, max_nodes=500, rankdir="TB") -> Graph:
+    """The graph that computed `roots` (Tensors), as a graphviz Digraph.
+
+    A node per op with its key attributes; every edge is labelled with the shape of the
+    tensor it carries. A composite op (conv2d, max_pool2d, cross_entropy, linear, ...) is
+    one node, unless `expand` is True or a set of op names such as {"conv2d"}: those are
+    then drawn as a cluster of the ops they ran (conv2d: im2col (unfold) -> matmul, the
+    bias riding along as a row of ones; cross_entropy: log_softmax -> nll_loss). Ops that
+    ran unrecorded because no input needed a gradient (im2col of the images) are dashed.
+
+    A node per leaf (parameters, inputs), per output and per tensor between ops that has a
+    name, at most 4 values or a gradient. Names come from `params` (a dict name -> Tensor
+    or a Module), else `Tensor.name`, else the module path recorded at forward (`W1`,
+    `0.weight`, `conv1.bias`). Tensors of at most 4 values show them, and their gradient
+    once they have one (`show_grads=False`: no gradients; True: also the norm of larger
+    ones). Ops recorded by a backward pass under `create_graph=True` are drawn in their
+    own style, one node per forward op they differentiate ("conv2d backward"), or with
+    `expand` each op labelled "conv2d backward: col2im (fold)". With `group_modules`,
+    the ops of each module's forward are drawn in a cluster. A graph of more than
+    `max_nodes` nodes collapses into its modules (and says so).
+    """
+    roots = [r for r in roots if r is not None]
+    if not roots or not all(isinstance(r, (Tensor, TensorMeta)) for r in roots):
+        raise TypeError("draw_graph: pass one or more Tensors")
+    if rankdir not in ("TB", "LR", "BT", "RL"):
+        raise ValueError(f"draw_graph: rankdir must be TB, LR, BT or RL, got {rankdir!r}")
+    rec = _Recorded(roots, params, expand)
+    drawn = [t for t in rec.tensors if rec.drawn(t)]
+    dot = Graph(name="computation_graph", graph_attr=dict(rankdir=rankdir, fontname="Helvetica", fontsize="11"),
+                node_attr=dict(fontname="Helvetica", fontsize="11"),
+                edge_attr=dict(color="#495057", fontname="Helvetica", fontsize="9", fontcolor="#495057"))
+    if len(rec.units) + len(drawn) > max_nodes:
+        _draw_collapsed(dot, rec, max_nodes)
+    else:
+        _draw_full(dot, rec, drawn, group_modules, show_shapes, show_attrs, show_grads)
+    _legend(dot, {u.kind for u in rec.units.values()})
+    return dot
 
 
-def _draw_full(dot, drawn, units, unit_fns, producer, consumers, kind, tnames, mnames, group_modules,
-               show_shapes, show_attrs, show_grads):
+def _draw_full(dot, rec, drawn, group_modules, show_shapes, show_attrs, show_grads):
     ids = {}
-    placed = defaultdict(list)  # module path -> node statements
-    for n, (uid, u) in enumerate(units.items()):
-        ids[uid] = f"op{n}"
-        first = unit_fns[uid][0]
-        name = _op_name(u, first)
-        attrs = _attr_lines(u.attrs) if show_attrs else []
-        path = _module_path(first, mnames) if group_modules else ()
-        placed[path].append((ids[uid], _label(name, *attrs), STYLES["op"]))
+    placed = defaultdict(list)  # cluster path -> node statements
+    for n, unit in enumerate(rec.units.values()):
+        ids[id(unit)] = f"op{n}"
+        path = _cluster_path(rec, unit, group_modules) + unit.clusters
+        placed[path].append((ids[id(unit)], _label(*unit.label_lines(show_attrs)), STYLES[unit.kind]))
     for n, t in enumerate(drawn):
-        ids[id(t)] = f"t{n}"
-        k = kind(t)
+        k, kind = _key(t), rec.kind(t)
+        ids[k] = f"t{n}"
         path = ()
-        if group_modules and k in ("tensor", "param"):
-            owner = producer.get(id(t)) or (consumers[id(t)][0] if consumers[id(t)] else None)
-            if owner is not None:
-                path = _module_path(unit_fns[owner][0], mnames)
-        placed[path].append((ids[id(t)], _tensor_label(t, k, tnames, show_shapes, show_grads), STYLES[k]))
-    _emit_clusters(dot, placed, mnames)
+        users = sorted(rec.consumers[k], key=lambda u: u.kind == "backward")  # drawn next to a forward user
+        owner = rec.producer.get(k) or (users[0] if users else None)
+        if owner is not None and kind != "output":
+            path = _cluster_path(rec, owner, group_modules) + (owner.clusters if kind == "tensor" else ())
+        label = _tensor_label(t, kind, rec.name(t), show_shapes, show_grads)
+        placed[path].append((ids[k], label, STYLES[kind]))
+    _emit_clusters(dot, placed, show_attrs)
     edges = 0
-    for t in drawn:
-        if id(t) in producer:
-            dot.edge(ids[producer[id(t)]], ids[id(t)])
-            edges += 1
-        for c in consumers[id(t)]:
-            if c != producer.get(id(t)):
-                dot.edge(ids[id(t)], ids[c])
+    for t in rec.tensors:
+        k = _key(t)
+        src, shape = rec.producer.get(k), _shape(t.shape)
+        if k in ids:  # a tensor node: producer -> node -> consumers
+            if src is not None:
+                dot.edge(ids[id(src)], ids[k], label=shape)
                 edges += 1
-    dot.node_count, dot.edge_count = len(units) + len(drawn), edges
+            src_id = ids[k]
+        elif src is not None:  # an edge between two op nodes
+            src_id = ids[id(src)]
+        else:
+            continue
+        for c in rec.consumers[k]:
+            if c is not src:
+                dot.edge(src_id, ids[id(c)], label=shape)
+                edges += 1
+    dot.op_count, dot.tensor_count = len(rec.units), len(drawn)
+    dot.node_count, dot.edge_count = len(rec.units) + len(drawn), edges
 
 
-def _emit_clusters(dot, placed, mnames):
-    """Nodes into nested clusters, one per module path (outermost module first)."""
+def _cluster_path(rec, unit, group_modules) -> tuple:
+    """The module clusters a unit is drawn in, outermost first, as (key, label lines, style)."""
+    if not group_modules:
+        return ()
+    path = []
+    for m in rec.module_path(unit):
+        name = rec.mnames.get(id(m), type(m).__name__)
+        path.append((id(m), (name if name == type(m).__name__ else f"{name}: {type(m).__name__}",), "module"))
+    return tuple(path)
+
+
+def _emit_clusters(dot, placed, show_attrs=True):
+    """Nodes into nested clusters; `placed` maps a path of (key, label lines, style) to node statements."""
     tree: dict = {}
     for path in placed:
         node = tree
-        for m in path:
-            node = node.setdefault(m, {})
-    counter = [0]
+        for cluster in path:
+            node = node.setdefault(cluster, {})
+    counter = itertools.count(1)
 
     def fill(graph, prefix, subtree):
-        for stmt in placed.get(prefix, []):
-            graph.node(stmt[0], stmt[1], **stmt[2])
-        for m, sub in subtree.items():
-            counter[0] += 1
-            name = mnames.get(id(m), type(m).__name__)
-            label = name if name == type(m).__name__ else f"{name}: {type(m).__name__}"
-            with graph.subgraph(name=f"cluster_{counter[0]}") as c:
-                c.attr(label=_label(label), style="rounded,dashed", color="#2b8a3e", fontcolor="#2b8a3e")
-                fill(c, prefix + (m,), sub)
+        for name, label, style in placed.get(prefix, []):
+            graph.node(name, label, **style)
+        for cluster, sub in subtree.items():
+            with graph.subgraph(name=f"cluster_{next(counter)}") as c:
+                c.attr(label=_label(*cluster[1][:None if show_attrs else 1]), **CLUSTER_STYLES[cluster[2]])
+                fill(c, prefix + (cluster,), sub)
 
     fill(dot, (), tree)
 
 
-def _draw_collapsed(dot, units, unit_fns, producer, consumers, mnames, max_nodes):
-    """One node per top-level module (or per op outside modules); truncated past max_nodes."""
-    def group(uid):
-        path = _module_path(unit_fns[uid][0], mnames)
+def _draw_collapsed(dot, rec, max_nodes):
+    """One node per top-level module (or per op node outside modules); truncated past max_nodes."""
+    def group(unit):
+        path = rec.module_path(unit)
         if not path:
-            return ("op", uid, None)
+            return ("op", id(unit), unit)
         top = path[min(1, len(path) - 1)]  # the module just below the outermost one
         return ("module", id(top), top)
 
-    group_of = {uid: group(uid) for uid in units}
+    group_of = {id(u): group(u) for u in rec.units.values()}
     groups, members = {}, defaultdict(int)
     for g in group_of.values():
         groups.setdefault(g[:2], g)
         members[g[:2]] += 1
     edges = set()
-    for t_id, uid in producer.items():
-        for c in consumers[t_id]:
-            a, b = group_of[uid][:2], group_of[c][:2]
+    for k, src in rec.producer.items():
+        for c in rec.consumers[k]:
+            a, b = group_of[id(src)][:2], group_of[id(c)][:2]
             if a != b:
                 edges.add((a, b))
     # keep the groups nearest the outputs when there are still too many
     keep = set(list(groups)[::-1][:max_nodes - 1])
     ids = {g: f"g{n}" for n, g in enumerate(groups) if g in keep}
     for g in ids:
-        kind_, key, module = groups[g]
-        if kind_ == "module":
-            name = mnames.get(id(module), type(module).__name__)
-            label = _label(f"{name}: {type(module).__name__}", f"{members[g]} ops")
-            dot.node(ids[g], label, **STYLES["module"])
+        kind, _, obj = groups[g]
+        if kind == "module":
+            name = rec.mnames.get(id(obj), type(obj).__name__)
+            dot.node(ids[g], _label(f"{name}: {type(obj).__name__}", f"{members[g]} ops"), **STYLES["module"])
         else:
-            dot.node(ids[g], _label(_op_name(units[key], unit_fns[key][0])), **STYLES["op"])
+            dot.node(ids[g], _label(obj.label_lines(False)[0]), **STYLES[obj.kind])
     n_edges = 0
     for a, b in edges:
         if a in ids and b in ids:
             dot.edge(ids[a], ids[b])
             n_edges += 1
     dropped = len(groups) - len(ids)
-    note = f"collapsed: {len(units)} ops into {len(groups)} groups (max_nodes={max_nodes})"
+    note = f"collapsed: {len(rec.units)} ops into {len(groups)} groups (max_nodes={max_nodes})"
     if dropped:
         dot.node("more", _label(f"... {dropped} more groups not drawn"), **STYLES["more"])
         note += f"; the {dropped} groups farthest from the output are not drawn"
     dot.attr(label=_label(note), labelloc="t")
     dot.collapsed, dot.truncated = True, bool(dropped)
     dot.node_count, dot.edge_count = len(ids) + bool(dropped), n_edges
+    dot.op_count = len(ids)
 
 
-def _legend(dot):
+def _legend(dot, kinds):
     with dot.subgraph(name="cluster_legend") as c:
         c.attr(label="legend", style="dashed", color="#adb5bd", fontcolor="#868e96")
-        for k, text in (("param", "parameter"), ("input", "input"), ("output", "output"), ("op", "op")):
-            c.node(f"legend_{k}", text, **STYLES[k])
+        for k, text in LEGEND:
+            if k in ("param", "input", "output", "op") or k in kinds:
+                c.node(f"legend_{k}", _label(text), **STYLES[k])
 
 
-# ----------------------------------------------------------------------------- files and CLI
+# ----------------------------------------------------------------------------- files
 
 
 def dot_available() -> bool:
@@ -320,9 +558,14 @@ def dot_available() -> bool:
 
 
 def save_graph(root: Tensor, path_stem: str, params=None, format="svg", **kwargs) -> str:
-    """Write the graph to `path_stem.<format>` (rendered by `dot`) or, without `dot`,
-    to `path_stem.dot` with a one-line notice. Written atomically; returns the path."""
-    dot = draw_graph(root, params=params, **kwargs)
+    """Draw root's graph (`kwargs` go to draw_graph: expand, show_grads, ...) and write it
+    with `write_graph`; returns the path."""
+    return write_graph(draw_graph(root, params=params, **kwargs), path_stem, format)
+
+
+def write_graph(dot: graphviz.Digraph, path_stem: str, format="svg") -> str:
+    """Write a drawn graph to `path_stem.<format>` (rendered by `dot`) or, without `dot`, to
+    `path_stem.dot` with a one-line notice. Written atomically; returns the path."""
     if format != "dot" and dot_available():
         data, path = dot.pipe(format=format), f"{path_stem}.{format}"
     else:
@@ -331,35 +574,3 @@ def save_graph(root: Tensor, path_stem: str, params=None, format="svg", **kwargs
         data, path = dot.source.encode(), f"{path_stem}.dot"
     atomic_write(path, data)
     return path
-
-
-def simpleconvnet_graph(batch=2, show_grads=True):
-    """SimpleConvNet's training graph on a small random batch (after backward, so grads show)."""
-    from .models import SimpleConvNet
-    from .rng import manual_seed
-    manual_seed(0)
-    net = SimpleConvNet()
-    rng = np.random.default_rng(0)
-    x = Tensor(rng.random((batch, 1, 28, 28)).astype(np.float32), name="images")
-    loss = net.loss(x, rng.integers(0, 10, batch))
-    loss.name = "loss"
-    loss.backward(retain_graph=True)
-    return draw_graph(loss, params=net, show_grads=show_grads), loss, net
-
-
-def main(argv=None) -> str:
-    """Command line: draw SimpleConvNet's training graph to --out."""
-    p = argparse.ArgumentParser(prog="python -m tinygrad_cnn.viz", description="Draw SimpleConvNet's training graph.")
-    p.add_argument("--out", default="graph.svg", help="output file: .svg, .png, .pdf or .dot (default graph.svg)")
-    p.add_argument("--batch", type=int, default=2)
-    args = p.parse_args(argv)
-    stem, ext = os.path.splitext(args.out)
-    fmt = ext.lstrip(".") or "svg"
-    _, loss, net = simpleconvnet_graph(args.batch)
-    path = save_graph(loss, stem, params=net, format=fmt, show_grads=True)
-    print(f"wrote {path}")
-    return path
-
-
-if __name__ == "__main__":
-    main()

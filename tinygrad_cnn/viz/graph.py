@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import sys
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import graphviz
 import numpy as np
@@ -49,11 +49,13 @@ class Graph(graphviz.Digraph):
     """A graphviz.Digraph whose render/pipe say in one line how to get `dot` when it is missing.
 
     `node_count` (`op_count` ops + `tensor_count` tensors, the legend not counted),
-    `edge_count`, `collapsed` and `truncated` describe what was drawn.
+    `edge_count`, `op_names` (each op node's name, in data-flow order), `collapsed` and
+    `truncated` describe what was drawn.
     """
 
     node_count = edge_count = op_count = tensor_count = 0
     collapsed = truncated = False
+    op_names: tuple = ()
 
     def render(self, *args, **kwargs):
         """graphviz's render; says how to install `dot` when it is missing."""
@@ -108,25 +110,36 @@ def _producer(t):
 
 
 def _walk(roots):
-    """Tensors reachable from roots in data-flow order (each after the tensors it was made
-    from), and {tensor key: the op that made it}; without recursion."""
-    order, producer, seen = [], {}, set()
-    stack = [(r, False) for r in reversed(roots)]
-    while stack:
-        t, done = stack.pop()
-        if done:
-            order.append(t)
-            continue
+    """Tensors reachable from roots in data-flow order, each as late as it can be (after the
+    tensors it was made from, just before its first use), and {tensor key: the op that made
+    it}; without recursion."""
+    tensors, producer, users = {}, {}, defaultdict(int)
+    stack = list(roots)
+    while stack:  # every tensor once, and how many op inputs each one is
+        t = stack.pop()
         k = _key(t)
-        if k in seen:
+        if k in tensors:
             continue
-        seen.add(k)
-        stack.append((t, True))
+        tensors[k] = t
         op = _producer(t)
         if op is not None:
             producer[k] = op
-            stack.extend((i, False) for i in reversed(op.inputs) if i is not None)
-    return order, producer
+            inputs = [i for i in op.inputs if i is not None]
+            for i in inputs:
+                users[_key(i)] += 1
+            stack.extend(inputs)
+    order = []
+    ready = deque(r for r in roots if users[_key(r)] == 0)
+    while ready:  # from the roots back, level by level: a tensor once all its users are placed
+        t = ready.popleft()
+        order.append(t)
+        op = producer.get(_key(t))
+        for i in op.inputs if op is not None else ():
+            if i is not None:
+                users[_key(i)] -= 1
+                if users[_key(i)] == 0:
+                    ready.append(i)
+    return order[::-1], producer
 
 
 def _op_label(op) -> str:
@@ -461,6 +474,7 @@ def _draw_full(dot, rec, drawn, group_modules, show_shapes, show_attrs, show_gra
                 dot.edge(src_id, ids[id(c)], label=shape)
                 edges += 1
     dot.op_count, dot.tensor_count = len(rec.units), len(drawn)
+    dot.op_names = tuple(u.label_lines(False)[0] for u in rec.units.values())
     dot.node_count, dot.edge_count = len(rec.units) + len(drawn), edges
 
 

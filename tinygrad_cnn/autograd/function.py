@@ -171,8 +171,9 @@ class Function:
             for t in inputs:
                 if t is not None and (t._ctx is not None or not t.requires_grad):  # parameters are never rebased
                     _add_consumer(t, ref)
-        elif st.op_stack or st.backward_of is not None:  # unrecorded inside a composite op or backward rule
-            out._sources = Sources.record(cls, inputs, attrs, st)  # for drawing
+        elif st.grad_enabled and (st.op_stack or st.backward_of is not None):
+            # no input needs grad, inside a composite op or a create_graph backward rule: kept for drawing
+            out._sources = Sources.record(cls, inputs, attrs, st)
         return out
 
     def _saved_entries(self, inputs, out, req, scope) -> list:

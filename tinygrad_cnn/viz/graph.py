@@ -173,20 +173,23 @@ class _Unit:
         return [name, *(_attr_lines(self.attrs) if show_attrs else [])]
 
 
-def _expander(expand):
-    """expand (False, True, a name or names) -> predicate on op names."""
+def _expand_names(expand):
+    """draw_graph's `expand` (False, True, a name or names) -> True (every op) or a set of names."""
     if isinstance(expand, bool) or expand is None:
-        return lambda name: bool(expand)
-    if isinstance(expand, str):
-        expand = {expand}
+        return bool(expand) or set()
     try:
-        names = set(expand)
+        names = {expand} if isinstance(expand, str) else set(expand)
     except TypeError:
         raise TypeError(f"draw_graph: expand must be True, False or a set of op names such as {{'conv2d'}}, "
                         f"got {type(expand).__name__}") from None
     if not all(isinstance(n, str) for n in names):
         raise TypeError(f"draw_graph: expand names must be strings, got {sorted(map(repr, names))}")
-    return names.__contains__
+    return names
+
+
+def _scopes(op) -> tuple:
+    """The composite calls op ran in, outermost first."""
+    return (op.scope, *op.nested_scopes) if op.scope is not None else ()
 
 
 def _place(op, expanded) -> tuple:
@@ -197,7 +200,7 @@ def _place(op, expanded) -> tuple:
             return id(op), "backward", f"{name}: {_op_label(op)}", op.attrs, (), ((key, (name,), "backward"),)
         return key, "backward", name, {}, (), ()
     clusters = []
-    for s in (op.scope, *op.nested_scopes) if op.scope is not None else ():
+    for s in _scopes(op):
         if not expanded(s.name):
             return id(s), "step" if isinstance(op, _Step) else "op", s.name, s.attrs, op.modules, tuple(clusters)
         clusters.append((id(s), (s.name, ", ".join(_attr_lines(s.attrs))), "scope"))
@@ -208,7 +211,7 @@ def _expandable(producer) -> set:
     """The names `expand` can take in this graph: composite calls and the ops a backward pass differentiated."""
     names = set()
     for op in producer.values():
-        names.update(s.name for s in ((op.scope, *op.nested_scopes) if op.scope is not None else ()))
+        names.update(s.name for s in _scopes(op))
         if op.backward_of is not None:
             names.add(_forward_group(op)[2])
     return names
@@ -246,12 +249,11 @@ class _Recorded:
     def __init__(self, roots, params, expand):
         self.tensors, producer = _walk(roots)
         self.root_keys = {_key(r) for r in roots}
-        expanded = _expander(expand)
-        if expand and not isinstance(expand, bool):
-            unknown = set(expand if not isinstance(expand, str) else {expand}) - _expandable(producer)
-            if unknown:
-                raise ValueError(f"draw_graph: expand names {sorted(unknown)} are not ops of this graph; it can "
-                                 f"expand {sorted(_expandable(producer)) or 'nothing'}")
+        names = _expand_names(expand)
+        expanded = (lambda name: True) if names is True else names.__contains__
+        if names is not True and names - _expandable(producer):
+            raise ValueError(f"draw_graph: expand names {sorted(names - _expandable(producer))} are not ops of this "
+                             f"graph; it can expand {sorted(_expandable(producer)) or 'nothing'}")
         self.units, self.producer, self.consumers = {}, {}, defaultdict(list)
         done_at = {}
         for n, t in enumerate(self.tensors):  # data-flow order
@@ -535,10 +537,9 @@ def _draw_collapsed(dot, rec, max_nodes):
     for g in ids:
         kind, _, obj = groups[g]
         if kind == "module":
-            name = rec.mnames.get(id(obj), type(obj).__name__)
-            dot.node(ids[g], _label(f"{name}: {type(obj).__name__}", f"{members[g]} ops"), **STYLES["module"])
+            dot.node(ids[g], _label(_group_name(rec, groups[g]), f"{members[g]} ops"), **STYLES["module"])
         else:
-            dot.node(ids[g], _label(obj.label_lines(False)[0]), **STYLES[obj.kind])
+            dot.node(ids[g], _label(_group_name(rec, groups[g])), **STYLES[obj.kind])
     n_edges = 0
     for a, b in edges:
         if a in ids and b in ids:
@@ -552,7 +553,15 @@ def _draw_collapsed(dot, rec, max_nodes):
     dot.attr(label=_label(note), labelloc="t")
     dot.collapsed, dot.truncated = True, bool(dropped)
     dot.node_count, dot.edge_count = len(ids) + bool(dropped), n_edges
-    dot.op_count = len(ids)
+    dot.op_count, dot.op_names = len(ids), tuple(_group_name(rec, groups[g]) for g in ids)
+
+
+def _group_name(rec, group) -> str:
+    kind, _, obj = group
+    if kind == "module":
+        name = rec.mnames.get(id(obj), type(obj).__name__)
+        return f"{name}: {type(obj).__name__}"
+    return obj.label_lines(False)[0]
 
 
 def _legend(dot, kinds):

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinygrad_cnn.functional as F
 from tinygrad_cnn import Tensor, nn
@@ -203,6 +205,44 @@ def test_a_freed_graph_still_draws_expanded_with_names():
     dot = draw_graph(loss, expand=True)
     assert "im2col (unfold)" in op_labels(dot) and 'label="W1\\n' in dot.source
     assert "(2, 26, 576)" in [lab for _, _, lab in edges(dot)]
+
+
+OPS = {  # each keeps the shape (2, 1, 3, 2)
+    "relu": lambda h, w: h.relu(),
+    "tanh": lambda h, w: h.tanh(),
+    "mul": lambda h, w: h * h,
+    "add_w": lambda h, w: h + w.sum(),
+    "linear": lambda h, w: F.linear(h, w.reshape(-1)[:4].reshape(2, 2)),
+    "conv2d": lambda h, w: F.conv2d(h, w, padding=1),
+    "max_pool2d": lambda h, w: F.max_pool2d(h, 2, stride=1, padding=1)[:, :, :3, :2],
+    "scale": lambda h, w: h * 0.5,
+}
+
+
+@given(names=st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=6), needs_grad=st.booleans(),
+       expand=st.booleans(), after_backward=st.booleans())
+def test_random_graphs_draw_consistently(names, needs_grad, expand, after_backward):
+    """Counts match the DOT text, every edge carries a shape, and every edge goes forward in op order."""
+    x = Tensor(np.linspace(-1, 1, 6 * 2).reshape(2, 1, 3, 2).astype(np.float32), requires_grad=needs_grad)
+    w = Tensor(np.linspace(-0.5, 0.5, 9).reshape(1, 1, 3, 3).astype(np.float32), requires_grad=True, name="w")
+    h = x
+    for name in names:
+        h = OPS[name](h, w)
+    loss = F.cross_entropy(h.reshape(2, -1) * w.sum(), np.array([0, 1]))  # w: something always needs grad
+    if after_backward:
+        loss.backward()
+    dot = draw_graph(loss, expand=expand)
+    assert len(re.findall(r"^\s*(?:op|t)\d+ \[", dot.source, re.M)) == dot.node_count
+    drawn = edges(dot)
+    assert len(drawn) == dot.edge_count == dot.source.count("->")
+    assert all(re.fullmatch(r"\((\d+(, \d+)*,?)?\)", label) for _, _, label in drawn)
+    producer_of = {b: a for a, b, _ in drawn if a.startswith("op") and b.startswith("t")}
+    for a, b, _ in drawn:  # op nodes are numbered in data-flow order
+        a = producer_of.get(a, a)
+        if a.startswith("op") and b.startswith("op"):
+            assert int(a[2:]) < int(b[2:])
+    assert len(op_labels(dot)) == dot.op_count and op_labels(dot)[-1] == ("nll_loss" if expand else "cross_entropy")
+    assert 'label="w\\n(1, 1, 3, 3) float32' in dot.source
 
 
 def test_large_graph_collapses_into_modules_and_says_so():

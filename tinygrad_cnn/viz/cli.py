@@ -49,7 +49,10 @@ def main(argv=None) -> str:
         p.error(f"--batch must be at least 1, got {args.batch}")
     stem, ext = os.path.splitext(args.out)
     expand = args.expand == "all" or (set(args.expand.split(",")) if args.expand else False)
-    dot, _, _ = simpleconvnet_graph(args.batch, expand=expand, backward=args.backward)
+    try:
+        dot, _, _ = simpleconvnet_graph(args.batch, expand=expand, backward=args.backward)
+    except ValueError as e:  # an --expand name that is not an op of the graph
+        p.error(str(e))
     path = write_graph(dot, stem, format=ext.lstrip(".") or "svg")
     print(f"wrote {path}")
     return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import linecache
 import os
 import re
 import shutil
@@ -79,8 +78,7 @@ def _mismatch(where, expected, got) -> AssertionError:
 def run_python(block: Block, path: Path, namespace: dict) -> None:
     """Run a python block statement by statement, checking each `# -> ` and the output block."""
     name = f"{path}:{block.line}"
-    source = "\n" * (block.line - 1) + block.text + "\n"  # line numbers as in the Markdown file
-    linecache.cache[str(path)] = (len(source), None, source.splitlines(True), str(path))
+    source = "\n" * (block.line - 1) + block.text + "\n"  # line numbers (and tracebacks) as in the Markdown file
     tree = ast.parse(source, str(path))
     src_lines = source.splitlines()
     pending = {n for n, line in enumerate(src_lines, 1) if EXPECT.search(line)}

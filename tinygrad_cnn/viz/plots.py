@@ -45,6 +45,12 @@ def _show(ax, img, cmap, title=None, vmin=None, vmax=None):
         ax.set_title(title, fontsize=7, pad=2)
 
 
+def _unit_range(img: np.ndarray) -> np.ndarray:
+    """An RGB image (H, W, 3) scaled to 0..1, as imshow draws colours."""
+    lo, span = img.min(), img.max() - img.min()
+    return (img - lo) / span if span > 0 else np.zeros_like(img, dtype=np.float64)
+
+
 def _filter_images(w: np.ndarray, channel) -> list:
     """One (KH, KW) or (KH, KW, 3) image per filter of w (OC, C, KH, KW)."""
     oc, c = w.shape[:2]
@@ -56,9 +62,7 @@ def _filter_images(w: np.ndarray, channel) -> list:
     if c == 1:
         return list(w[:, 0])
     if c == 3:  # colour filters: each scaled to 0..1 over its three channels
-        lo = w.min(axis=(1, 2, 3), keepdims=True)
-        span = np.maximum(w.max(axis=(1, 2, 3), keepdims=True) - lo, np.finfo(np.float64).tiny)
-        return list(((w - lo) / span).transpose(0, 2, 3, 1))
+        return [_unit_range(f.transpose(1, 2, 0)) for f in w]
     raise ValueError(f"plot_filters: weight of shape {w.shape} has {c} input channels; pass channel= to pick "
                      "one (1 and 3 channels are drawn as gray and RGB)")
 
@@ -127,7 +131,7 @@ def plot_feature_maps(model_or_fn, image, ncols=10, cmap="gray", show_input=True
                          "(1, K, OH, OW), as a network's first conv layer and activation do")
     fig, first, axes = _panels(len(maps), ncols, lead=show_input)
     if first is not None:
-        img = x.data[0].transpose(1, 2, 0) if x.shape[1] == 3 else x.data[0, 0]
+        img = _unit_range(x.data[0].transpose(1, 2, 0)) if x.shape[1] == 3 else x.data[0, 0]
         _show(first, img, cmap, "input")
     for i, (ax, m) in enumerate(zip(axes, maps)):
         _show(ax, m, cmap, str(i))

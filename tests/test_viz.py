@@ -344,7 +344,8 @@ def test_plot_feature_maps_has_a_panel_per_filter_after_the_image():
         plot_feature_maps(SimpleConvNet(), np.zeros((1, 28, 28)))
     with pytest.raises(ValueError, match=r"one image, .* got shape \(2, 1, 8, 8\)"):
         plot_feature_maps(fn, np.zeros((2, 1, 8, 8)))
-    rgb = plot_feature_maps(nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()), np.linspace(-5, 5, 3 * 8 * 8).reshape(3, 8, 8))
+    colour = np.linspace(-5, 5, 3 * 8 * 8).reshape(3, 8, 8)
+    rgb = plot_feature_maps(nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()), colour)
     shown = rgb.axes[0].images[0].get_array()
     assert len(rgb.axes) == 3 and shown.shape == (8, 8, 3) and (shown.min(), shown.max()) == (0, 1)
     with pytest.raises(TypeError, match="must be a Module or function"):

@@ -9,5 +9,5 @@ from .graph import Graph, dot_available, draw_graph, save_graph, write_graph
 from .cli import main, simpleconvnet_graph
 from .plots import plot_feature_maps, plot_filters, save_figure
 
-__all__ = ["Graph", "draw_graph", "save_graph", "write_graph", "dot_available", "simpleconvnet_graph", "main", "plot_filters",
-           "plot_feature_maps", "save_figure"]
+__all__ = ["Graph", "draw_graph", "save_graph", "write_graph", "dot_available", "simpleconvnet_graph", "main",
+           "plot_filters", "plot_feature_maps", "save_figure"]

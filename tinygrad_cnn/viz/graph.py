@@ -441,39 +441,38 @@ def draw_graph(*roots, params=None, expand=False, show_shapes=True, show_attrs=T
 
 
 def _draw_full(dot, rec, drawn, group_modules, show_shapes, show_attrs, show_grads):
-    ids = {}
+    op_ids, t_ids = {}, {}  # unit -> node id, tensor key -> node id
     placed = defaultdict(list)  # cluster path -> node statements
     for n, unit in enumerate(rec.units.values()):
-        ids[id(unit)] = f"op{n}"
+        op_ids[unit] = f"op{n}"
         path = _cluster_path(rec, unit, group_modules) + unit.clusters
-        placed[path].append((ids[id(unit)], _label(*unit.label_lines(show_attrs)), STYLES[unit.kind]))
+        placed[path].append((op_ids[unit], _label(*unit.label_lines(show_attrs)), STYLES[unit.kind]))
     for n, t in enumerate(drawn):
         k, kind = _key(t), rec.kind(t)
-        ids[k] = f"t{n}"
+        t_ids[k] = f"t{n}"
         path = ()
         users = sorted(rec.consumers[k], key=lambda u: u.kind == "backward")  # drawn next to a forward user
         owner = rec.producer.get(k) or (users[0] if users else None)
         if owner is not None and kind != "output":
             path = _cluster_path(rec, owner, group_modules) + (owner.clusters if kind == "tensor" else ())
-        label = _tensor_label(t, kind, rec.name(t), show_shapes, show_grads)
-        placed[path].append((ids[k], label, STYLES[kind]))
+        placed[path].append((t_ids[k], _tensor_label(t, kind, rec.name(t), show_shapes, show_grads), STYLES[kind]))
     _emit_clusters(dot, placed, show_attrs)
     edges = 0
     for t in rec.tensors:
         k = _key(t)
         src, shape = rec.producer.get(k), _shape(t.shape)
-        if k in ids:  # a tensor node: producer -> node -> consumers
+        if k in t_ids:  # a tensor node: producer -> node -> consumers
             if src is not None:
-                dot.edge(ids[id(src)], ids[k], label=shape)
+                dot.edge(op_ids[src], t_ids[k], label=shape)
                 edges += 1
-            src_id = ids[k]
+            src_id = t_ids[k]
         elif src is not None:  # an edge between two op nodes
-            src_id = ids[id(src)]
+            src_id = op_ids[src]
         else:
             continue
         for c in rec.consumers[k]:
             if c is not src:
-                dot.edge(src_id, ids[id(c)], label=shape)
+                dot.edge(src_id, op_ids[c], label=shape)
                 edges += 1
     dot.op_count, dot.tensor_count = len(rec.units), len(drawn)
     dot.op_names = tuple(u.label_lines(False)[0] for u in rec.units.values())

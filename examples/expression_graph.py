@@ -1,4 +1,5 @@
-"""A micrograd-style expression graph: L = (a * b + c) * f, drawn after backward.
+"""A micrograd-style expression graph: L = (a * b + c) * f, drawn after backward with every
+value and gradient.
 
     python examples/expression_graph.py docs/expression_graph.svg
 """
@@ -22,9 +23,11 @@ def main(out="expression_graph.svg"):
     d.name = "d"
     L = d * f
     L.name = "L"
-    L.backward(retain_graph=True)
+    for t in (e, d, L):  # keep the gradients of the intermediates too, as micrograd shows them
+        t.retain_grad()
+    L.backward()
     stem, ext = os.path.splitext(out)
-    path = save_graph(L, stem, format=ext.lstrip(".") or "svg", show_grads=True, rankdir="LR")
+    path = save_graph(L, stem, format=ext.lstrip(".") or "svg", rankdir="LR")
     print(f"wrote {path}; dL/da = {a.grad.item()}, dL/db = {b.grad.item()}")
 
 

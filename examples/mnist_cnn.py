@@ -5,11 +5,14 @@
     python examples/mnist_cnn.py --limit 2000          # a subset, for a smoke test
     python examples/mnist_cnn.py --data-dir DIR        # the four IDX files in DIR, nothing else
 
-Writes metrics.json, learning_curve.png, params.npz and the computation graph
-(graph.svg, or graph.dot without Graphviz's `dot`) into --out (default: a new folder under runs/).
+Writes metrics.json, learning_curve.png, params.npz, the computation graph (graph.svg, or
+graph.dot without Graphviz's `dot`) and pictures of conv1 (filters_before.png and
+filters_after.png: its 30 filters before and after training; feature_maps.png: the first
+test image through conv1 and ReLU) into --out (default: a new folder under runs/).
 Bad arguments are usage errors (exit 2) before any folder is made. On Ctrl-C (exit 130) or
 divergence (exit 1) the folder still gets metrics.json ("status": "interrupted" or
-"diverged", the epochs done), params.npz (the last good weights) and the learning curve.
+"diverged", the epochs done), params.npz (the last good weights), the learning curve and
+the pictures of conv1 so far.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import tinygrad_cnn.functional as F  # noqa: E402
 from tinygrad_cnn import manual_seed  # noqa: E402
 from tinygrad_cnn._io import atomic_write  # noqa: E402
 from tinygrad_cnn.data import (ChecksumMismatchError, DatasetNotFoundError, load_fashion_mnist,  # noqa: E402
@@ -193,6 +197,25 @@ def draw_graph(out_dir: str, network, x, t) -> str | None:
     return save_graph(network.loss(x[:2], t[:2]), os.path.join(out_dir, "graph"), params=network)
 
 
+def draw_conv1(out_dir: str, network, when: str, image=None) -> list[str]:
+    """filters_<when>.png: conv1's filters; with an image, feature_maps.png: the image through
+    conv1 and ReLU. Returns the file names written ([] without matplotlib)."""
+    try:
+        import matplotlib  # noqa: F401
+        from tinygrad_cnn.viz import plot_feature_maps, plot_filters, save_figure
+    except ImportError:  # the learning curve's notice says so
+        return []
+    fig = plot_filters(network.W1, title=f"conv1's {len(network.W1)} filters {when} training")
+    names = [os.path.basename(save_figure(fig, os.path.join(out_dir, f"filters_{when}.png")))]
+    if image is not None:
+        def conv1(x):
+            return F.conv2d(x, network.W1, network.b1, stride=network.stride, padding=network.pad).relu()
+
+        fig = plot_feature_maps(conv1, image, title="a test image through conv1 and ReLU")
+        names.append(os.path.basename(save_figure(fig, os.path.join(out_dir, "feature_maps.png"))))
+    return names
+
+
 @contextlib.contextmanager
 def sigint_deferred():
     """Ctrl-C is ignored inside the block (the main thread only), so a run folder is written whole."""
@@ -242,6 +265,7 @@ def run(args) -> int:
     start, final, status, why, graph = time.perf_counter(), None, "completed", "", None
     try:
         os.makedirs(out, exist_ok=True)  # from here on, the folder gets its files whatever happens
+        draw_conv1(out, network, "before")
         print(f"{name}: {len(x_train)} training / {len(x_test)} test images, {args.epochs} epochs, "
               f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, init {args.init} -> {out}", flush=True)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported once, below
@@ -252,14 +276,16 @@ def run(args) -> int:
         status, why = "diverged", f": {e}"
     with sigint_deferred():
         metrics = write_run(out, args, name, status, trainer, network, final, time.perf_counter() - start)
+        pictures = draw_conv1(out, network, "after", x_test[0])
         if status == "completed":
             graph = draw_graph(out, network, x_train, t_train)
     if status != "completed":
         print(f"{status} after {metrics['epochs_done']} of {args.epochs} epochs{why}. Wrote {out}/metrics.json, "
-              f"params.npz (the last good weights), learning_curve.png", file=sys.stderr, flush=True)
+              f"params.npz (the last good weights), learning_curve.png{''.join(', ' + p for p in pictures)}",
+              file=sys.stderr, flush=True)
         return 130 if status == "interrupted" else 1
     print(f"final test accuracy on {len(x_test)} {name} images: {final:.4f}", flush=True)
-    extra = f", {os.path.basename(graph)}" if graph else ""
+    extra = "".join(f", {p}" for p in [*pictures, os.path.basename(graph) if graph else None] if p)
     print(f"wrote {out}/metrics.json, learning_curve.png, params.npz{extra}")
     return 0
 

@@ -348,16 +348,6 @@ def test_load_params_names_the_file_when_the_book_pickle_does_not_fit(tmp_path):
 # ----------------------------------------------------------------------------- README
 
 
-def test_the_readme_section_for_the_lecture_book_runs(tmp_path):
-    """The python block under "Coming from the lecture book" runs as it is, in a fresh folder."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Coming from the lecture book", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "W1" in proc.stdout and (tmp_path / "params.pkl").exists()
-
-
 _GOOD = {protocol: pickle.dumps({"W1": np.arange(6.0).reshape(2, 3), "b1": np.array([1, 2], np.int32),
                                  "s": np.float32(1)}, protocol=protocol) for protocol in range(2, 6)}
 

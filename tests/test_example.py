@@ -66,7 +66,9 @@ def test_example_runs_end_to_end(tmp_path):
     assert metrics["epochs"][1]["loss"] < metrics["epochs"][0]["loss"]
     assert (out / "params.npz").stat().st_size > 0
     if has_matplotlib:
-        assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+        for picture in ("learning_curve", "filters_before", "filters_after", "feature_maps"):
+            assert (out / f"{picture}.png").read_bytes()[:4] == b"\x89PNG", picture
+        assert "filters_after.png, feature_maps.png" in stdout
     assert not list(out.glob("*.part*"))
 
 
@@ -135,6 +137,7 @@ def test_ctrl_c_writes_the_run_folder_and_exits_130(tmp_path, synth):
     assert _loads_and_is_finite(out / "params.npz")
     if has_matplotlib:
         assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "filters_after.png").read_bytes()[:4] == b"\x89PNG"  # the filters so far
     assert not list(out.glob("*.part"))
 
 

@@ -36,7 +36,11 @@ def _cast(x, dt) -> Tensor:
     if isinstance(x, Tensor):
         if x.dtype == dt:
             return x
-        return x.to(dt) if x.requires_grad else Tensor._make(x.data.astype(dt))
+        if x.requires_grad:
+            return x.to(dt)
+        cast = Tensor._make(x.data.astype(dt))
+        cast._is_constant = x._is_constant  # an op's own constant stays drawn inside the op
+        return cast
     if isinstance(x, (bool, int, float)):
         return Tensor._constant(np.array(x).astype(dt))
     return Tensor._make(np.asarray(x).astype(dt, copy=False))

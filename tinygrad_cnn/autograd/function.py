@@ -52,7 +52,7 @@ class TensorMeta:
         self.shape, self.dtype, self.name, self.requires_grad = t.data.shape, t.data.dtype, t.name, t.requires_grad
         self._ctx, self._ref = t._ctx, weakref.ref(t)
         self.data = t.data.copy() if t.data.size <= 4 else None
-        self._sources = [meta(s) for s in t._sources] if t._sources else None
+        self._sources = t._sources.meta() if t._sources else None
         self._is_constant, self._retains_grad = t._is_constant, t._retains_grad
 
     ndim = property(lambda self: len(self.shape), doc="Number of dimensions.")
@@ -71,6 +71,30 @@ class TensorMeta:
 
     def __repr__(self):
         return f"TensorMeta(shape={self.shape}, dtype={self.dtype}" + (f", name={self.name!r})" if self.name else ")")
+
+
+class Sources(list):
+    """The inputs of an op that ran unrecorded (none of them needs a gradient) inside a
+    composite op or a backward rule (conv2d's im2col of the images), with the op's class,
+    attributes and where it ran: what drawing needs to show the step. Kept on the output
+    as `_sources`."""
+
+    __slots__ = ("op", "attrs", "scopes", "modules", "backward_of")
+
+    @classmethod
+    def record(cls, op, inputs, attrs, st) -> "Sources":
+        """The step of `op` on `inputs` running now (st: the thread's grad-mode state)."""
+        src = cls(t for t in inputs if t is not None)
+        src.op, src.attrs, src.backward_of = op, attrs, st.backward_of
+        src.scopes, src.modules = tuple(st.op_stack), tuple(st.module_stack)
+        return src
+
+    def meta(self) -> "Sources":
+        """The same step as a freed graph keeps it: TensorMetas, no array attributes."""
+        src = Sources(meta(s) for s in self)
+        src.op, src.scopes, src.modules, src.backward_of = self.op, self.scopes, self.modules, self.backward_of
+        src.attrs = {k: v for k, v in self.attrs.items() if k not in self.op.HEAVY_ATTRS}
+        return src
 
 
 def meta(t):
@@ -105,11 +129,13 @@ class Function:
     SAVES: dict = {}
     IS_VIEW = False
     HEAVY_ATTRS: tuple = ()  # attributes that may hold arrays as large as an activation: dropped by free()
-    _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "freed", "_out", "backward_of")
+    _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "nested_scopes", "freed", "_out",
+             "backward_of")
     grad_is_free = False  # set by the engine just before it calls backward
     _saved = None  # saved_entry tuples, checked before backward
     backward_of = None  # under create_graph: the node whose backward rule recorded this one
-    scope = None
+    scope = None  # the outermost composite op (OpScope) this node is part of
+    nested_scopes = ()  # composite ops running inside `scope` (cross_entropy's nll_loss), outer to inner
 
     @classmethod
     def apply(cls, *inputs, **attrs):
@@ -133,7 +159,10 @@ class Function:
                     raise RuntimeError(_STALE_VIEW.format(op=fn.op_name, shape=t.shape))
             fn.inputs, fn.attrs, fn.freed = inputs, attrs, False
             fn.modules = tuple(st.module_stack)
-            scope = fn.scope = st.op_stack[0] if st.op_stack else None
+            ops = st.op_stack
+            scope = fn.scope = ops[0] if ops else None
+            if len(ops) > 1:
+                fn.nested_scopes = tuple(ops[1:])
             if st.backward_of is not None:
                 fn.backward_of = st.backward_of
             fn._out = weakref.ref(out)
@@ -144,8 +173,9 @@ class Function:
             for t in inputs:
                 if t is not None and (t._ctx is not None or not t.requires_grad):  # parameters are never rebased
                     _add_consumer(t, ref)
-        elif st.op_stack:  # an unrecorded step inside a composite op: remember its sources for drawing
-            out._sources = [t for t in inputs if t is not None]
+        elif st.grad_enabled and (st.op_stack or st.backward_of is not None):
+            # no input needs grad, inside a composite op or a create_graph backward rule: kept for drawing
+            out._sources = Sources.record(cls, inputs, attrs, st)
         return out
 
     def _saved_entries(self, inputs, out, req, scope) -> list:

@@ -67,15 +67,12 @@ def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False):
 
 
 class Unfold(Function):
-    """im2col: (N, C, H, W) -> (N, C*KH*KW [+1], OH*OW) (+1: a row of ones, for a bias;
-    batch_inner: laid out for one matrix product, see `kernels.unfold`). Its backward is `Fold` (col2im)."""
+    """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW) (`kernels.unfold`). Its backward is `Fold` (col2im)."""
 
-    def forward(self, x, geom, ones_row=False, batch_inner=False):
-        return kernels.unfold(x, *geom, ones_row=ones_row, batch_inner=batch_inner)
+    def forward(self, x, geom):
+        return kernels.unfold(x, *geom)
 
     def backward(self, g):
-        if self.attrs.get("ones_row"):
-            g = g[:, :-1]
         return Fold.apply(g, shape=self.inputs[0].shape, geom=self.attrs["geom"])
 
 
@@ -145,16 +142,80 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
 # ----------------------------------------------------------------------------- convolution
 
 
+def _weight_matrix(w: np.ndarray, b) -> np.ndarray:
+    """(OC, C, KH, KW) weight and (OC,) bias or None -> (OC, C*KH*KW [+1]): the bias as a last column."""
+    wmat = w.reshape(w.shape[0], -1)
+    return wmat if b is None else np.concatenate([wmat, b.reshape(-1, 1).astype(wmat.dtype, copy=False)], axis=1)
+
+
+class Conv2d(Function):
+    """input (N, C, H, W), weight (OC, C, KH, KW), bias (OC,) or None -> (N, OC, OH, OW), laid out
+    with the batch innermost (`kernels.conv2d`). Saves no columns: backward recomputes them.
+    Backward: `ConvTranspose2d` for the input, `Conv2dWeight` for the weight and bias."""
+
+    def forward(self, x, w, b, geom):
+        return kernels.conv2d(x, _weight_matrix(w, b), *geom)
+
+    def backward(self, g):
+        x, w, b = self.inputs
+        geom = self.attrs["geom"]
+        gx = ConvTranspose2d.apply(g, w, shape=x.shape, geom=geom) if self.needs_input_grad[0] else None
+        return (gx,) + _weight_and_bias_grads(x, g, w, b, geom, self.needs_input_grad[1:])
+
+
+def _weight_and_bias_grads(x, g, w, b, geom, needs):
+    """(weight gradient, bias gradient) of conv2d(x, w, b) for output gradient g; None where not needed."""
+    if not any(needs):
+        return None, None
+    m = Conv2dWeight.apply(x, g, geom=geom, ones_row=b is not None and needs[1])  # (OC, C*KH*KW [+1])
+    k = w.size // w.shape[0]
+    gw = (m if m.shape[1] == k else m[:, :k]).reshape(w.shape) if needs[0] else None
+    return gw, (m[:, k] if b is not None and needs[1] else None)
+
+
+class ConvTranspose2d(Function):
+    """The adjoint of conv2d in its input: g (N, OC, OH, OW), weight (OC, C, KH, KW) -> (N, C, H, W)
+    (`shape`). Backward: conv2d of the incoming gradient for g, `Conv2dWeight` for the weight."""
+
+    def forward(self, g, w, shape, geom):
+        return kernels.conv2d_input_grad(g, w.reshape(w.shape[0], -1), shape, *geom[:4])
+
+    def backward(self, gg):
+        g, w = self.inputs
+        geom = self.attrs["geom"]
+        dg = Conv2d.apply(gg, w, None, geom=geom) if self.needs_input_grad[0] else None
+        dw = _weight_and_bias_grads(gg, g, w, None, geom, (self.needs_input_grad[1], False))[0]
+        return dg, dw
+
+
+class Conv2dWeight(Function):
+    """The gradient of conv2d's weight (and bias, with `ones_row`) as one (OC, C*KH*KW [+1])
+    matrix: x (N, C, H, W) and output gradient g (N, OC, OH, OW). It is linear in each: backward
+    gives `ConvTranspose2d` for x and a conv2d of x with the incoming matrix for g."""
+
+    def forward(self, x, g, geom, ones_row):
+        return kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=ones_row)
+
+    def backward(self, gm):
+        x, g = self.inputs
+        geom, (kh, kw) = self.attrs["geom"], self.attrs["geom"][0]
+        k = x.shape[1] * kh * kw
+        gw = (gm[:, :k] if self.attrs["ones_row"] else gm).reshape(g.shape[1], x.shape[1], kh, kw)
+        gb = gm[:, k] if self.attrs["ones_row"] else None
+        dx = ConvTranspose2d.apply(g, gw, shape=x.shape, geom=geom) if self.needs_input_grad[0] else None
+        dg = Conv2d.apply(x, gw, gb, geom=geom) if self.needs_input_grad[1] else None
+        return dx, dg
+
+
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups=1) -> Tensor:
     """2-D cross-correlation, as `torch.nn.functional.conv2d`.
 
     input (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) -> (N, OC, OH, OW).
-    Computed as im2col (`unfold`) and one matrix product per group. Its gradient is
-    theirs (see MatMul and Unfold): the weight gradient is the output gradient times the
-    columns' transpose, the input gradient is the weight's transpose times the output
-    gradient, folded back by col2im. When the input does not require grad, no column
-    gradient and no col2im run.
+    With groups=1 one op (`Conv2d`): im2col and a matrix product per chunk of output rows,
+    the batch innermost in memory; its gradients are `ConvTranspose2d` (the input's, only
+    when the input requires grad) and `Conv2dWeight`. With groups > 1, im2col (`unfold`)
+    and one batched matrix product per group, differentiated through theirs.
     """
     _check_4d("conv2d", input)
     if weight.ndim != 4:
@@ -172,13 +233,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     oh, ow = geom[-1]
     with op_scope("conv2d", stride=geom[1], padding=geom[2], dilation=geom[3], groups=groups):
         if groups == 1:
-            # (OC, C*KH*KW [+1]) @ (N, C*KH*KW [+1], L) -> (N, OC, L); the bias rides along
-            # as the weight's last column times a row of ones in the columns
-            w = weight.reshape(oc, -1)
-            if bias is not None:
-                w = cat([w, bias.reshape(oc, 1)], dim=1)
-            cols = Unfold.apply(input, geom=geom, ones_row=bias is not None, batch_inner=True)
-            return (w @ cols).reshape(n, oc, oh, ow)
+            return Conv2d.apply(input, weight, bias, geom=geom)
         cols = Unfold.apply(input, geom=geom).reshape(n, groups, cg * kh * kw, oh * ow)
         out = (weight.reshape(groups, oc // groups, -1) @ cols).reshape(n, oc, oh, ow)  # (N, G, OC/G, L)
         return out if bias is None else out + bias.reshape(1, oc, 1, 1)

@@ -4,12 +4,13 @@ Arrays in, arrays out, no autograd: `functional.py` wraps these in differentiabl
 Windows are strided views of the (padded) input; the only Python loops run over
 kernel offsets (kh * kw of them), never over images or output positions.
 
-Layout: conv2d's columns and output keep the batch as an inner axis in memory (the
-columns are (C*KH*KW, OH, OW, N) underneath, the output (OH, OW, N, C), as channels-last
-formats do). Their shapes are PyTorch's; only the strides differ. Then conv2d is one
-matrix product, and pooling's strided slices run over N*C contiguous values instead of
-rows of OW. Kernels that make a new array from one such input give it the same layout
-(`empty_as`), so the layout carries through ReLU, pooling and their gradients.
+Layout: conv2d keeps the batch innermost in memory. Its input is read as (C, H, W, N),
+its columns are (C*KH*KW, OH, OW, N) and its output and input gradient are (C, H, W, N)
+underneath; their shapes are PyTorch's (N, C, H, W), only the strides differ. Then a
+chunk of output rows is one matrix product, each kernel offset's slice of the input is
+runs of OW*N contiguous values, and one conv's output is the next conv's input without a
+transposing copy. Kernels that make a new array from one such input give it the same
+layout (`empty_as`), so the layout carries through ReLU, pooling and their gradients.
 """
 from __future__ import annotations
 
@@ -105,34 +106,15 @@ def offset_slices(kernel, stride, dilation, out_hw):
 _CHWN = (1, 2, 3, 0)  # memory order of (N, C, H, W) axes with the batch innermost
 
 
-def unfold(x, kernel, stride, padding, dilation, out_hw, ones_row=False, batch_inner=False) -> np.ndarray:
+def unfold(x, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
     """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW), PyTorch's unfold layout.
 
     Row (c, kh, kw) of sample n holds the input values that kernel offset (kh, kw) of
-    channel c meets at every output position, in (oh, ow) order. With `ones_row`, one
-    more row of ones follows (N, C*KH*KW + 1, OH*OW): a bias column of the weight
-    matrix then adds the bias in the same matrix product. With `batch_inner`, the result
-    is a view of a (C*KH*KW [+1], OH*OW, N) array: a matrix of all samples' columns side
-    by side, so that a weight matrix multiplies it in one product (see `ops.MatMul`).
+    channel c meets at every output position, in (oh, ow) order.
     """
     n, c = x.shape[:2]
-    ck, length = c * kernel[0] * kernel[1], out_hw[0] * out_hw[1]
-    if batch_inner:
-        xt = in_order(pad4(x, padding, order=_CHWN), _CHWN).transpose(1, 2, 3, 0)  # (C, Hp, Wp, N)
-        out = np.empty((ck + ones_row, out_hw[0], out_hw[1], n), dtype=x.dtype)
-        blocks = out[:ck].reshape(c, kernel[0], kernel[1], out_hw[0], out_hw[1], n)
-        for i, j, rows, cols in offset_slices(kernel, stride, dilation, out_hw):
-            blocks[:, i, j] = xt[:, rows, cols]  # runs of OW*N contiguous values
-        if ones_row:
-            out[ck] = 1
-        return out.reshape(ck + ones_row, length, n).transpose(2, 0, 1)
     win = windows(pad4(x, padding), kernel, stride, dilation, out_hw).transpose(0, 1, 4, 5, 2, 3)
-    if not ones_row:
-        return win.reshape(n, ck, length)
-    out = np.empty((n, ck + 1, length), dtype=x.dtype)
-    out[:, :ck].reshape(win.shape)[...] = win
-    out[:, ck] = 1
-    return out
+    return win.reshape(n, c * kernel[0] * kernel[1], out_hw[0] * out_hw[1])
 
 
 def fold(cols, input_shape, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
@@ -160,6 +142,108 @@ def col2im(col, input_shape, kernel, stride, padding, out_hw) -> np.ndarray:
     n = input_shape[0]
     cols = col.reshape(n, -1, col.shape[1]).transpose(0, 2, 1)
     return fold(cols, input_shape, kernel, stride, padding, (1, 1), out_hw)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+CHUNK_BYTES = 1 << 20  # columns per chunk: about half of this machine's 2 MB L2 (EPYC, 1 MB per core)
+
+
+def batch_last(x, padding=((0, 0), (0, 0))) -> np.ndarray:
+    """The zero-padded (N, C, H, W) input as a (C, Hp, Wp, N) array: x's own memory when x
+    is already laid out so and needs no padding, else one copy."""
+    return in_order(pad4(x, padding, order=_CHWN), _CHWN).transpose(1, 2, 3, 0)
+
+
+def row_chunks(out_h: int, row_bytes: int) -> list:
+    """Output rows in even chunks (h0, h1) whose columns take about `CHUNK_BYTES` (one row at least)."""
+    count = -(-out_h // max(1, min(out_h, CHUNK_BYTES // max(row_bytes, 1))))
+    rows = -(-out_h // count)
+    return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)]
+
+
+class _Columns:
+    """im2col of a (C, Hp, Wp, N) array, a chunk of output rows at a time, into one reused buffer.
+
+    `of(h0, h1)` is the (C*KH*KW [+1], (h1-h0)*OW*N) matrix of output rows h0:h1: row
+    (c, kh, kw) holds what kernel offset (kh, kw) of channel c meets at each (oh, ow, n);
+    with `ones_row`, a last row of ones carries a bias column of the weight matrix.
+    """
+
+    def __init__(self, xt, kernel, stride, dilation, out_hw, ones_row, dtype):
+        self.xt, self.kernel, self.stride, self.dilation, self.out_w = xt, kernel, stride, dilation, out_hw[1]
+        self.ck = xt.shape[0] * kernel[0] * kernel[1]
+        self.rows = self.ck + ones_row
+        self.row_bytes = self.rows * self.out_w * xt.shape[3] * np.dtype(dtype).itemsize
+        self.chunks = row_chunks(out_hw[0], self.row_bytes)
+        h = self.chunks[0][1]
+        self.buf = np.empty(self.rows * h * self.out_w * xt.shape[3], dtype=dtype)
+
+    def of(self, h0, h1):
+        c, n = self.xt.shape[0], self.xt.shape[3]
+        cols = self.buf[:self.rows * (h1 - h0) * self.out_w * n].reshape(self.rows, -1)
+        blocks = cols[:self.ck].reshape(c, *self.kernel, h1 - h0, self.out_w, n)
+        below = self.xt[:, h0 * self.stride[0]:]  # the input rows from the chunk's first window on
+        for i, j, rows, cols_ in offset_slices(self.kernel, self.stride, self.dilation, (h1 - h0, self.out_w)):
+            blocks[:, i, j] = below[:, rows, cols_]  # runs of OW*N contiguous values at stride 1
+        if self.rows > self.ck:
+            cols[self.ck] = 1
+        return cols
+
+
+def conv2d(x, wmat, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+    """Cross-correlation: x (N, C, H, W), wmat (OC, C*KH*KW [+1 bias column]) -> (N, OC, OH, OW),
+    laid out (OC, OH, OW, N). One matrix product per chunk of output rows, whose columns stay in cache."""
+    n, oc = x.shape[0], wmat.shape[0]
+    dtype = np.result_type(x, wmat)
+    cols = _Columns(batch_last(x.astype(dtype, copy=False), padding), kernel, stride, dilation, out_hw,
+                    wmat.shape[1] > x.shape[1] * kernel[0] * kernel[1], dtype)
+    out = np.empty((oc, *out_hw, n), dtype=dtype)
+    for h0, h1 in cols.chunks:
+        np.matmul(wmat, cols.of(h0, h1), out=out[:, h0:h1].reshape(oc, -1))
+    return out.transpose(3, 0, 1, 2)
+
+
+def _out_rows(g, h0, h1) -> np.ndarray:
+    """Rows h0:h1 of a (OC, OH, OW, N) array as an (OC, (h1-h0)*OW*N) matrix."""
+    return g[:, h0:h1].reshape(g.shape[0], -1)
+
+
+def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.ndarray:
+    """The gradient of conv2d's weight matrix: (OC, C*KH*KW [+1]), the sum over images and
+    positions of g (N, OC, OH, OW) times x's columns (the last column, with `ones_row`, is
+    the bias gradient)."""
+    dtype = np.result_type(x, g)
+    gt = batch_last(g)
+    cols = _Columns(batch_last(x.astype(dtype, copy=False), padding), kernel, stride, dilation, gt.shape[1:3],
+                    ones_row, dtype)
+    out = np.zeros((g.shape[1], cols.rows), dtype=dtype)
+    part = np.empty_like(out)
+    for h0, h1 in cols.chunks:
+        out += np.matmul(_out_rows(gt, h0, h1), cols.of(h0, h1).T, out=part)
+    return out
+
+
+def conv2d_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) -> np.ndarray:
+    """The adjoint of conv2d in x (col2im of wmat.T @ g, a chunk of output rows at a time):
+    g (N, OC, OH, OW), wmat (OC, C*KH*KW [+1]) -> (N, C, H, W), laid out (C, H, W, N)."""
+    n, c, h, w = input_shape
+    (t, b), (left, r) = padding
+    dtype = np.result_type(g, wmat)
+    gt = batch_last(g.astype(dtype, copy=False))
+    oc, out_h, out_w = gt.shape[:3]
+    ck = c * kernel[0] * kernel[1]
+    wt = wmat[:, :ck].T
+    out = np.zeros((c, h + t + b, w + left + r, n), dtype=dtype)
+    chunks = row_chunks(out_h, ck * out_w * n * np.dtype(dtype).itemsize)
+    buf = np.empty(ck * (chunks[0][1]) * out_w * n, dtype=dtype)
+    for h0, h1 in chunks:
+        part = np.matmul(wt, _out_rows(gt, h0, h1), out=buf[:ck * (h1 - h0) * out_w * n].reshape(ck, -1))
+        blocks = part.reshape(c, *kernel, h1 - h0, out_w, n)
+        below = out[:, h0 * stride[0]:]
+        for i, j, rows, cols in offset_slices(kernel, stride, dilation, (h1 - h0, out_w)):
+            below[:, rows, cols] += blocks[:, i, j]
+    return _unpad(out.transpose(3, 0, 1, 2), padding)
 
 
 # ----------------------------------------------------------------------------- pooling

@@ -313,28 +313,53 @@ def _flat_indices(shape, geom, arg):
     return rows * shape[3] + cols
 
 
+class AvgPool2d(Function):
+    """Mean over windows (`kernels.avg_pool`); `count` is each window's divisor. Backward: `AvgPoolScatter`."""
+
+    def forward(self, x, geom, count):
+        kernel, stride, padding, _, out_hw = geom
+        return kernels.avg_pool(x, kernel, stride, padding, out_hw, count)
+
+    def backward(self, g):
+        return AvgPoolScatter.apply(g, shape=self.inputs[0].shape, geom=self.attrs["geom"], count=self.attrs["count"])
+
+
+class AvgPoolScatter(Function):
+    """(N, C, OH, OW) -> (N, C, H, W): each value divided by its window's count and added over
+    the window, the adjoint of `AvgPool2d`. Backward: `AvgPool2d`."""
+
+    def forward(self, g, shape, geom, count):
+        kernel, stride, padding, _, _ = geom
+        return kernels.avg_pool_scatter(g, shape, kernel, stride, padding, count)
+
+    def backward(self, gg):
+        return AvgPool2d.apply(gg, geom=self.attrs["geom"], count=self.attrs["count"])
+
+
+def _window_counts(shape, geom, count_include_pad, dtype):
+    """How many positions each window averages: (1, 1, OH, OW), or one number when all are equal.
+    With count_include_pad the padding counts, but not the extra rows/cols that ceil_mode adds."""
+    kernel, stride, ((t, b), (left, r)), _, out_hw = geom
+    h, w = shape[2:]
+    ph, pw = (t, left) if count_include_pad else (0, 0)
+    mask = np.zeros((1, 1, h + t + b, w + left + r), dtype=dtype)
+    mask[:, :, t - ph:t + h + ph, left - pw:left + w + pw] = 1
+    count = kernels.avg_pool(mask, kernel, stride, ((0, 0), (0, 0)), out_hw, 1)  # window sums
+    return count.flat[0] if (count == count.flat[0]).all() else count
+
+
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> Tensor:
     """Average pooling, as `torch.nn.functional.avg_pool2d`: (N, C, H, W) -> (N, C, OH, OW).
 
-    A sum of the kernel-offset slices of the zero-padded input, divided by each window's
-    count (of padded positions too when `count_include_pad`).
+    Each window's sum over the zero-padded input, divided by its count (of padded
+    positions too when `count_include_pad`); one op (`AvgPool2d`), its gradient another.
     """
     geom = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
-    kernel, stride, pads, dilation, out_hw = geom
-    (t, b), (left, r) = pads
-    # how many positions each window counts: the padded input (not the ceil_mode extra) or the input only
-    h, w = input.shape[2:]
-    ph, pw = (t, left) if count_include_pad else (0, 0)
-    mask = np.zeros((1, 1, h + t + b, w + left + r), dtype=input.dtype)
-    mask[:, :, t - ph:t + h + ph, left - pw:left + w + pw] = 1
-    count = kernels.window_sum(mask, kernel, stride, dilation, out_hw)
-    with op_scope("avg_pool2d", kernel_size=kernel, stride=stride, padding=pads):
-        xp = pad(input, (left, r, t, b))
-        total = None
-        for _, _, rows, cols in kernels.offset_slices(kernel, stride, dilation, out_hw):
-            v = xp[:, :, rows, cols]
-            total = v if total is None else total + v
-        return total / Tensor._constant(count)
+    if input.dtype.kind != "f":
+        raise TypeError(f"avg_pool2d: input must be floating point, got dtype {input.dtype}")
+    count = _window_counts(input.shape, geom, count_include_pad, input.dtype)
+    with op_scope("avg_pool2d", kernel_size=geom[0], stride=geom[1], padding=geom[2]):
+        return AvgPool2d.apply(input, geom=geom, count=count)
 
 
 # ----------------------------------------------------------------------------- activations

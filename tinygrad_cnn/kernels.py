@@ -299,17 +299,23 @@ def _max_pool_tiled(xp, kernel, out_hw):
     return as_strided(m, shape=(n, c, oh, ow), strides=(c * h * w * s, h * w * s, kh * w * s, kw * s)).copy()
 
 
-def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
-    """Gradient of max_pool: each output's gradient goes to its window's maximum (adding up
-    where windows overlap). g, arg: (N, C, OH, OW) -> (N, C, H, W), in arg's layout."""
+def _scatter_target(input_shape, out_hw, kernel, stride, padding, dilation, dtype, order):
+    """The padded (N, C, Hp, Wp) array that a pooling gradient is written into, laid out in
+    `order`, and whether windows are disjoint (then each offset's slice is written, not added
+    to). It is zero-filled unless the windows tile it exactly."""
     n, c, h, w = input_shape
     (t, b), (left, r) = padding
     shape = (n, c, h + t + b, w + left + r)
     disjoint = _windows_disjoint(kernel, stride, dilation)
-    covered = disjoint and stride == kernel and all(
-        o * s == size for o, s, size in zip(arg.shape[2:], stride, shape[2:]))
+    covered = disjoint and stride == kernel and all(o * s == size for o, s, size in zip(out_hw, stride, shape[2:]))
+    return empty_as(shape, dtype, order, zeros=not covered), disjoint
+
+
+def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
+    """Gradient of max_pool: each output's gradient goes to its window's maximum (adding up
+    where windows overlap). g, arg: (N, C, OH, OW) -> (N, C, H, W), in arg's layout."""
     order = memory_order(arg)
-    out = empty_as(shape, g.dtype, order, zeros=not covered)
+    out, disjoint = _scatter_target(input_shape, arg.shape[2:], kernel, stride, padding, dilation, g.dtype, order)
     g = in_order(g, order)  # one layout for all the passes below
     hit = np.empty_like(arg, dtype=bool)
     for o, (_, _, rows, cols) in enumerate(offset_slices(kernel, stride, dilation, arg.shape[2:])):
@@ -330,10 +336,26 @@ def pool_gather(x, arg, kernel, stride, padding, dilation):
     return out
 
 
-def window_sum(x, kernel, stride, dilation, out_hw):
-    """Sum over each window of an already padded (N, C, Hp, Wp) array."""
-    out = None
-    for _, _, rows, cols in offset_slices(kernel, stride, dilation, out_hw):
-        v = x[:, :, rows, cols]
-        out = v.copy() if out is None else out + v
-    return out
+def avg_pool(x, kernel, stride, padding, out_hw, count):
+    """Mean over each window of the zero-padded x: the window sums divided by `count` (a
+    number, or (1, 1, OH, OW) window sizes). (N, C, H, W) -> (N, C, OH, OW), in x's layout."""
+    xp = pad4(x, padding)
+    slices = [xp[:, :, rows, cols] for _, _, rows, cols in offset_slices(kernel, stride, (1, 1), out_hw)]
+    out = np.add(slices[0], slices[1]) if len(slices) > 1 else np.copy(slices[0], order="K")
+    for v in slices[2:]:
+        np.add(out, v, out=out)
+    return np.divide(out, count, out=out)
+
+
+def avg_pool_scatter(g, input_shape, kernel, stride, padding, count):
+    """Gradient of avg_pool (its adjoint): g (N, C, OH, OW) divided by `count`, added to every
+    position of its window. -> (N, C, H, W), in g's layout."""
+    share = np.divide(g, count)
+    out, disjoint = _scatter_target(input_shape, g.shape[2:], kernel, stride, padding, (1, 1), share.dtype,
+                                    memory_order(share))
+    for _, _, rows, cols in offset_slices(kernel, stride, (1, 1), g.shape[2:]):
+        if disjoint:
+            out[:, :, rows, cols] = share
+        else:
+            out[:, :, rows, cols] += share
+    return _unpad(out, padding)

@@ -178,7 +178,7 @@ class ConvTranspose2d(Function):
     (`shape`). Backward: conv2d of the incoming gradient for g, `Conv2dWeight` for the weight."""
 
     def forward(self, g, w, shape, geom):
-        return kernels.conv2d_input_grad(g, w.reshape(w.shape[0], -1), shape, *geom[:4])
+        return kernels.conv2d_input_grad(g, w, shape, *geom[:4])
 
     def backward(self, gg):
         g, w = self.inputs

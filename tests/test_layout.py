@@ -122,3 +122,17 @@ def test_max0_on_permuted_and_strided_arrays(rng):
         out = _max0(v)
         np.testing.assert_array_equal(out, np.maximum(v, 0))
     assert kernels.memory_order(_max0(chwn(a))) == CHWN
+
+
+def test_matmul_gives_a_transposed_operand_its_gradient_in_its_layout(rng, monkeypatch):
+    a, b = np.asfortranarray(rng.standard_normal((4, 3))), rng.standard_normal((3, 5))
+    assert gradcheck(lambda x, y: x @ y, Tensor._make(a).requires_grad_(), leaf(b))
+    assert gradgradcheck(lambda x, y: (x @ y).tanh(), Tensor._make(a).requires_grad_(), leaf(b))
+    # conv features flattened with the batch innermost: the pool gradient needs no transposing copy
+    seen = []
+    scatter = kernels.pool_scatter
+    monkeypatch.setattr(kernels, "pool_scatter", lambda g, *r: seen.append(kernels.memory_order(g)) or scatter(g, *r))
+    x, w = Tensor(rng.standard_normal((3, 1, 6, 6))), leaf(rng.standard_normal((2, 1, 3, 3)))
+    h = F.max_pool2d(F.conv2d(x, w, padding=1), 2).flatten(1)
+    (h @ leaf(rng.standard_normal((18, 4)))).sum().backward()
+    assert seen == [CHWN]

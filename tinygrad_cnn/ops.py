@@ -147,8 +147,17 @@ class Neg(Function):
         return -g
 
 
+def _transposed(a: np.ndarray) -> bool:
+    """True for a 2-D array laid out column-major (and not also row-major)."""
+    return a.flags.f_contiguous and not a.flags.c_contiguous
+
+
 class MatMul(Function):
-    """`a @ b` with numpy's rules: 2-D, batched (broadcast batch dims) and 1-D vectors."""
+    """`a @ b` with numpy's rules: 2-D, batched (broadcast batch dims) and 1-D vectors.
+
+    The gradient of a transposed 2-D `a` (say conv features flattened with the batch
+    innermost) is computed transposed, so it comes back in a's layout.
+    """
 
     OP_NAME = "matmul"
 
@@ -172,7 +181,7 @@ class MatMul(Function):
         g2 = g2.unsqueeze(-2) if a.ndim == 1 else g2
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = g2 @ b2.mT
+            ga = (b2 @ g2.mT).mT if a.ndim == b.ndim == 2 and _transposed(a.data) else g2 @ b2.mT
             ga = unbroadcast(ga.squeeze(-2) if a.ndim == 1 else ga, a.shape)
         if self.needs_input_grad[1]:
             gb = a2.mT @ g2

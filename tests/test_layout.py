@@ -136,3 +136,27 @@ def test_matmul_gives_a_transposed_operand_its_gradient_in_its_layout(rng, monke
     h = F.max_pool2d(F.conv2d(x, w, padding=1), 2).flatten(1)
     (h @ leaf(rng.standard_normal((18, 4)))).sum().backward()
     assert seen == [CHWN]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(stride=1, padding=1), dict(stride=(1, 2), dilation=2),
+                                dict(stride=1, padding=(3, 0), dilation=(1, 2))])
+def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypatch, one_row_chunks, threads, kw):
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(_parallel, "THREADS", threads)
+    x, w = rng.standard_normal((3, 2, 21, 7)), rng.standard_normal((4, 2, 3, 3))
+    geom = F._geometry("conv2d", x.shape, (3, 3), kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1))
+    g = rng.standard_normal((3, 4, *geom[-1]))
+    cols = np.matmul(w.reshape(4, -1).T, g.reshape(3, 4, -1))  # (N, C*KH*KW, L), the standard layout
+    expect = kernels.fold(cols, x.shape, *geom)
+    for got in (kernels.conv2d_input_grad(g, w, x.shape, *geom[:4]),
+                kernels._col2im_input_grad(g, w.reshape(4, -1), x.shape, *geom[:4])):
+        np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+        assert kernels.memory_order(got) == CHWN
+    out = kernels.conv2d(x, w.reshape(4, -1), *geom)
+    ref = naive.conv2d(x, w, stride=geom[1], padding=(geom[2][0][0], geom[2][1][0]), dilation=geom[3])
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=True)
+    np.testing.assert_allclose(wg[:, :-1], np.einsum("nol,nkl->ok", g.reshape(3, 4, -1), kernels.unfold(x, *geom)),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wg[:, -1], g.sum(axis=(0, 2, 3)), rtol=1e-12)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import _parallel
+
 
 def pair(v, name: str) -> tuple[int, int]:
     """An int or a pair of ints as a pair of ints."""
@@ -147,6 +149,7 @@ def col2im(col, input_shape, kernel, stride, padding, out_hw) -> np.ndarray:
 # ----------------------------------------------------------------------------- convolution
 
 CHUNK_BYTES = 4 << 20  # columns per chunk: a few MB, in L3 (tuned on EPYC, 1 MB L2 per core, 32 MB L3)
+SPLIT_BYTES = 1 << 20  # columns of at least this size per thread are spread over the threads
 
 
 def batch_last(x, padding=((0, 0), (0, 0))) -> np.ndarray:
@@ -156,8 +159,10 @@ def batch_last(x, padding=((0, 0), (0, 0))) -> np.ndarray:
 
 
 def row_chunks(out_h: int, row_bytes: int) -> list:
-    """Output rows in even chunks (h0, h1) whose columns take about `CHUNK_BYTES` (one row at least)."""
+    """Output rows in even chunks (h0, h1) whose columns take about `CHUNK_BYTES` (one row at
+    least), and one chunk per thread at least where each still has `SPLIT_BYTES`."""
     count = -(-out_h // max(1, min(out_h, CHUNK_BYTES // max(row_bytes, 1))))
+    count = min(out_h, max(count, min(_parallel.THREADS, out_h * row_bytes // SPLIT_BYTES)))
     rows = -(-out_h // count)
     return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)]
 
@@ -170,14 +175,18 @@ class _Columns:
     with `ones_row`, a last row of ones carries a bias column of the weight matrix.
     """
 
-    def __init__(self, xt, kernel, stride, dilation, out_hw, ones_row, dtype):
+    def __init__(self, xt, kernel, stride, dilation, out_hw, ones_row, dtype, chunks):
         self.xt, self.kernel, self.stride, self.dilation, self.out_w = xt, kernel, stride, dilation, out_hw[1]
         self.ck = xt.shape[0] * kernel[0] * kernel[1]
         self.rows = self.ck + ones_row
-        self.row_bytes = self.rows * self.out_w * xt.shape[3] * np.dtype(dtype).itemsize
-        self.chunks = row_chunks(out_hw[0], self.row_bytes)
-        h = self.chunks[0][1]
-        self.buf = np.empty(self.rows * h * self.out_w * xt.shape[3], dtype=dtype)
+        tallest = max(h1 - h0 for h0, h1 in chunks)
+        self.buf = np.empty(self.rows * tallest * self.out_w * xt.shape[3], dtype=dtype)
+
+    @staticmethod
+    def chunks_of(xt, kernel, out_hw, ones_row, dtype) -> list:
+        """`row_chunks` for the columns of xt (C, Hp, Wp, N)."""
+        c, n = xt.shape[0], xt.shape[3]
+        return row_chunks(out_hw[0], (c * kernel[0] * kernel[1] + ones_row) * out_hw[1] * n * np.dtype(dtype).itemsize)
 
     def of(self, h0, h1):
         c, n = self.xt.shape[0], self.xt.shape[3]
@@ -196,11 +205,16 @@ def conv2d(x, wmat, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
     laid out (OC, OH, OW, N). One matrix product per chunk of output rows, whose columns stay in cache."""
     n, oc = x.shape[0], wmat.shape[0]
     dtype = np.result_type(x, wmat)
-    cols = _Columns(batch_last(x.astype(dtype, copy=False), padding), kernel, stride, dilation, out_hw,
-                    wmat.shape[1] > x.shape[1] * kernel[0] * kernel[1], dtype)
+    xt = batch_last(x.astype(dtype, copy=False), padding)
+    ones_row = wmat.shape[1] > x.shape[1] * kernel[0] * kernel[1]
     out = np.empty((oc, *out_hw, n), dtype=dtype)
-    for h0, h1 in cols.chunks:
-        np.matmul(wmat, cols.of(h0, h1), out=out[:, h0:h1].reshape(oc, -1))
+
+    def rows(chunks):  # on one thread: its own columns buffer, disjoint output rows
+        cols = _Columns(xt, kernel, stride, dilation, out_hw, ones_row, dtype, chunks)
+        for h0, h1 in chunks:
+            np.matmul(wmat, cols.of(h0, h1), out=out[:, h0:h1].reshape(oc, -1))
+
+    _parallel.split(rows, _Columns.chunks_of(xt, kernel, out_hw, ones_row, dtype))
     return out.transpose(3, 0, 1, 2)
 
 
@@ -215,13 +229,21 @@ def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.
     the bias gradient)."""
     dtype = np.result_type(x, g)
     gt = batch_last(g)
-    cols = _Columns(batch_last(x.astype(dtype, copy=False), padding), kernel, stride, dilation, gt.shape[1:3],
-                    ones_row, dtype)
-    out = np.zeros((cols.rows, g.shape[1]), dtype=dtype)
-    part = np.empty_like(out)
-    for h0, h1 in cols.chunks:  # columns @ g.T: 1.7x faster than g @ columns.T here (OpenBLAS)
-        out += np.matmul(cols.of(h0, h1), _out_rows(gt, h0, h1).T, out=part)
-    return out.T
+    xt = batch_last(x.astype(dtype, copy=False), padding)
+    out_hw = gt.shape[1:3]
+
+    def rows(chunks):  # on one thread: the sum over its chunks
+        cols = _Columns(xt, kernel, stride, dilation, out_hw, ones_row, dtype, chunks)
+        total = np.zeros((cols.rows, g.shape[1]), dtype=dtype)
+        part = np.empty_like(total)
+        for h0, h1 in chunks:  # columns @ g.T: 1.7x faster than g @ columns.T here (OpenBLAS)
+            total += np.matmul(cols.of(h0, h1), _out_rows(gt, h0, h1).T, out=part)
+        return total
+
+    sums = _parallel.split(rows, _Columns.chunks_of(xt, kernel, out_hw, ones_row, dtype))
+    for s in sums[1:]:  # in thread order: the same sum in every run
+        sums[0] += s
+    return sums[0].T
 
 
 def conv2d_input_grad(g, w, input_shape, kernel, stride, padding, dilation) -> np.ndarray:
@@ -245,7 +267,12 @@ def conv2d_input_grad(g, w, input_shape, kernel, stride, padding, dilation) -> n
 
 
 def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) -> np.ndarray:
-    """conv2d_input_grad as col2im of wmat.T @ g, a chunk of output rows at a time (any stride)."""
+    """conv2d_input_grad as col2im of wmat.T @ g, a chunk of output rows at a time (any stride).
+
+    Neighbouring chunks add into shared input rows, so the chunks are dealt out in groups of
+    consecutive chunks, and the even groups run (each on its own thread), then the odd
+    ones: no two threads add into the same rows, and every sum runs in the same order.
+    """
     n, c, h, w = input_shape
     (t, b), (left, r) = padding
     dtype = np.result_type(g, wmat)
@@ -254,14 +281,31 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
     ck = c * kernel[0] * kernel[1]
     out = np.zeros((c, h + t + b, w + left + r, n), dtype=dtype)
     chunks = row_chunks(out_h, ck * out_w * n * np.dtype(dtype).itemsize)
-    buf = np.empty(ck * (chunks[0][1]) * out_w * n, dtype=dtype)
-    for h0, h1 in chunks:
-        part = np.matmul(wmat.T, _out_rows(gt, h0, h1), out=buf[:ck * (h1 - h0) * out_w * n].reshape(ck, -1))
-        blocks = part.reshape(c, *kernel, h1 - h0, out_w, n)
-        below = out[:, h0 * stride[0]:]
-        for i, j, rows, cols in offset_slices(kernel, stride, dilation, (h1 - h0, out_w)):
-            below[:, rows, cols] += blocks[:, i, j]
+    tallest = max(h1 - h0 for h0, h1 in chunks)
+
+    def add(groups):  # on one thread: col2im of its groups' chunks
+        buf = np.empty(ck * tallest * out_w * n, dtype=dtype)
+        for h0, h1 in (chunk for group in groups for chunk in group):
+            part = np.matmul(wmat.T, _out_rows(gt, h0, h1), out=buf[:ck * (h1 - h0) * out_w * n].reshape(ck, -1))
+            blocks = part.reshape(c, *kernel, h1 - h0, out_w, n)
+            below = out[:, h0 * stride[0]:]
+            for i, j, rows, cols in offset_slices(kernel, stride, dilation, (h1 - h0, out_w)):
+                below[:, rows, cols] += blocks[:, i, j]
+
+    groups = _disjoint_groups(chunks, stride[0], dilation[0] * (kernel[0] - 1))
+    for phase in (groups[0::2], groups[1::2]):
+        _parallel.split(add, phase)
     return _unpad(out.transpose(3, 0, 1, 2), padding)
+
+
+def _disjoint_groups(chunks, stride, reach) -> list:
+    """Consecutive chunks in about 2 * THREADS groups, each spanning more input rows than
+    a window reaches (`reach`), so that groups two apart never add into the same row."""
+    count = max(1, min(2 * _parallel.THREADS, len(chunks)))
+    while count > 1 and min(h1 - h0 for h0, h1 in chunks) * (len(chunks) // count) * stride <= reach:
+        count -= 1
+    size = -(-len(chunks) // count)
+    return [chunks[i:i + size] for i in range(0, len(chunks), size)]
 
 
 # ----------------------------------------------------------------------------- pooling

@@ -1,6 +1,8 @@
 """Memory layout: conv2d's output keeps the batch innermost ((C, H, W, N) in memory), computed a
 chunk of output rows at a time; values and gradients equal the contiguous layout's, at any
 chunk size, and ReLU, pooling and their gradients keep the layout."""
+import threading
+
 import naive
 import numpy as np
 import pytest
@@ -22,16 +24,22 @@ def chwn(a):
 
 @pytest.fixture
 def one_row_chunks(monkeypatch):
-    """Every chunk of output rows is a single row: the chunk loops run several times."""
+    """Every chunk of output rows is a single row, and the chunks go to all threads: the
+    chunk loops run several times, on several threads where OpenBLAS allows it."""
     monkeypatch.setattr(kernels, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(kernels, "SPLIT_BYTES", 0)
 
 
 def test_row_chunks_cover_the_rows_evenly(monkeypatch):
+    from tinygrad_cnn import _parallel
     monkeypatch.setattr(kernels, "CHUNK_BYTES", 1000)
-    assert kernels.row_chunks(7, 300) == [(0, 3), (3, 6), (6, 7)]
-    assert kernels.row_chunks(6, 300) == [(0, 3), (3, 6)]
-    assert kernels.row_chunks(5, 5000) == [(h, h + 1) for h in range(5)]  # one row at least
-    assert kernels.row_chunks(4, 1) == [(0, 4)]
+    monkeypatch.setattr(kernels, "SPLIT_BYTES", 150)
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    assert kernels.row_chunks(7, 300) == ([(0, 3), (3, 6), (6, 7)], 2)
+    assert kernels.row_chunks(6, 300) == ([(0, 3), (3, 6)], 2)
+    assert kernels.row_chunks(5, 5000) == ([(h, h + 1) for h in range(5)], 2)  # one row at least
+    assert kernels.row_chunks(4, 100) == ([(0, 2), (2, 4)], 2)  # a chunk for each thread
+    assert kernels.row_chunks(4, 1) == ([(0, 4)], 1)  # too little work for two threads
 
 
 @given(x=arrays((3, 2, 7, 6)), w=arrays((4, 2, 3, 2)), b=arrays((4,)),
@@ -160,3 +168,22 @@ def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypa
     np.testing.assert_allclose(wg[:, :-1], np.einsum("nol,nkl->ok", g.reshape(3, 4, -1), kernels.unfold(x, *geom)),
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(wg[:, -1], g.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_split_deals_items_to_threads_in_a_fixed_order(monkeypatch):
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(_parallel, "THREADS", 3)
+    names = []
+
+    def work(items):
+        names.append(threading.current_thread().name)
+        return list(items)
+
+    parts = _parallel.split(work, list(range(8)))
+    if _parallel._set_local is None:  # no thread-local OpenBLAS setting: everything on this thread
+        assert parts == [list(range(8))]
+        return
+    assert parts == [[0, 3, 6], [1, 4, 7], [2, 5]] and "MainThread" in names and len(set(names)) > 1
+    assert _parallel.split(work, [1, 2], threads=1) == [[1, 2]]
+    with pytest.raises(ZeroDivisionError):
+        _parallel.split(lambda items: [1 / i for i in items], [1, 0, 2])

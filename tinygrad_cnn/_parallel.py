@@ -44,6 +44,7 @@ def _cores() -> int:
 _set_local = _blas_local_threads()
 THREADS = (int(os.environ.get("TINYGRAD_CNN_THREADS", "0")) or _cores()) if _set_local else 1
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_lock = threading.Lock()
 
 
@@ -51,11 +52,15 @@ def _one_blas_thread():
     _set_local(1)
 
 
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool
+def _get_pool(size: int) -> ThreadPoolExecutor:
+    """The worker threads (made once, remade larger if THREADS grew)."""
+    global _pool, _pool_size
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinygrad_cnn", initializer=_one_blas_thread)
+        if _pool_size < size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(size, thread_name_prefix="tinygrad_cnn", initializer=_one_blas_thread)
+            _pool_size = size
         return _pool
 
 
@@ -66,7 +71,8 @@ def split(work, items: list, threads: int | None = None) -> list:
     t = max(1, min(THREADS if threads is None else threads, len(items)))
     if t == 1 or _set_local is None:
         return [work(items)]
-    futures = [_get_pool().submit(work, items[k::t]) for k in range(1, t)]
+    pool = _get_pool(t - 1)
+    futures = [pool.submit(work, items[k::t]) for k in range(1, t)]
     previous = _set_local(1)  # this thread's products run on one OpenBLAS thread too, meanwhile
     try:
         first = work(items[0::t])

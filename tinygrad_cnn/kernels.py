@@ -149,7 +149,7 @@ def col2im(col, input_shape, kernel, stride, padding, out_hw) -> np.ndarray:
 # ----------------------------------------------------------------------------- convolution
 
 CHUNK_BYTES = 4 << 20  # columns per chunk: a few MB, in L3 (tuned on EPYC, 1 MB L2 per core, 32 MB L3)
-SPLIT_BYTES = 1 << 20  # columns of at least this size per thread are spread over the threads
+SPLIT_BYTES = 4 << 20  # columns are spread over the threads where each gets this much at least
 
 
 def batch_last(x) -> np.ndarray:
@@ -158,13 +158,15 @@ def batch_last(x) -> np.ndarray:
     return in_order(x, _CHWN).transpose(1, 2, 3, 0)
 
 
-def row_chunks(out_h: int, row_bytes: int) -> list:
-    """Output rows in even chunks (h0, h1) whose columns take about `CHUNK_BYTES` (one row at
-    least), and one chunk per thread at least where each still has `SPLIT_BYTES`."""
-    count = -(-out_h // max(1, min(out_h, CHUNK_BYTES // max(row_bytes, 1))))
-    count = min(out_h, max(count, min(_parallel.THREADS, out_h * row_bytes // SPLIT_BYTES)))
+def row_chunks(out_h: int, row_bytes: int) -> tuple[list, int]:
+    """(chunks, threads): output rows in even chunks (h0, h1) whose columns take about
+    `CHUNK_BYTES` (one row at least), and how many threads to spread them over: one per core
+    where each gets `SPLIT_BYTES` of columns at least (and then a chunk at least), else one.
+    Smaller convolutions ran no faster on two threads than on OpenBLAS's own."""
+    threads = min(_parallel.THREADS, out_h) if out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS else 1
+    count = max(threads, -(-out_h // max(1, min(out_h, CHUNK_BYTES // max(row_bytes, 1)))))
     rows = -(-out_h // count)
-    return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)]
+    return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)], threads
 
 
 def _span(lo, hi, offset, step, size):
@@ -196,7 +198,7 @@ class _Columns:
     with `ones_row`, a last row of ones carries a bias column of the weight matrix.
     """
 
-    def __init__(self, xt, geom, ones_row, dtype, chunks):
+    def __init__(self, xt, geom, ones_row, dtype, chunks: list):
         self.xt, self.geom = xt, geom
         kernel, out_w = geom[0], geom[4][1]
         self.ck = xt.shape[0] * kernel[0] * kernel[1]
@@ -205,7 +207,7 @@ class _Columns:
         self.buf = np.empty(self.rows * tallest * out_w * xt.shape[3], dtype=dtype)
 
     @staticmethod
-    def chunks_of(xt, geom, ones_row, dtype) -> list:
+    def chunks_of(xt, geom, ones_row, dtype) -> tuple[list, int]:
         """`row_chunks` for the columns of xt (C, H, W, N) with geometry `geom`."""
         kernel, out_hw = geom[0], geom[4]
         c, n = xt.shape[0], xt.shape[3]
@@ -242,7 +244,7 @@ def conv2d(x, wmat, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
         for h0, h1 in chunks:
             np.matmul(wmat, cols.of(h0, h1), out=out[:, h0:h1].reshape(oc, -1))
 
-    _parallel.split(rows, _Columns.chunks_of(xt, geom, ones_row, dtype))
+    _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype))
     return out.transpose(3, 0, 1, 2)
 
 
@@ -268,7 +270,7 @@ def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.
             total += np.matmul(cols.of(h0, h1), _out_rows(gt, h0, h1).T, out=part)
         return total
 
-    sums = _parallel.split(rows, _Columns.chunks_of(xt, geom, ones_row, dtype))
+    sums = _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype))
     for s in sums[1:]:  # in thread order: the same sum in every run
         sums[0] += s
     return sums[0].T
@@ -307,7 +309,7 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
     oc, out_h, out_w = gt.shape[:3]
     ck = c * kernel[0] * kernel[1]
     out = np.zeros((c, h, w, n), dtype=dtype)
-    chunks = row_chunks(out_h, ck * out_w * n * np.dtype(dtype).itemsize)
+    chunks, threads = row_chunks(out_h, ck * out_w * n * np.dtype(dtype).itemsize)
     tallest = max(h1 - h0 for h0, h1 in chunks)
 
     def add(groups):  # on one thread: col2im of its groups' chunks
@@ -319,16 +321,16 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
                                                                        h0, h1, out_w):
                 out[:, rows, cols] += blocks[:, i, j, r0:r1, c0:c1]  # what lands in the padding is dropped
 
-    groups = _disjoint_groups(chunks, stride[0], dilation[0] * (kernel[0] - 1))
+    groups = _disjoint_groups(chunks, threads, stride[0], dilation[0] * (kernel[0] - 1))
     for phase in (groups[0::2], groups[1::2]):
-        _parallel.split(add, phase)
+        _parallel.split(add, phase, threads)
     return out.transpose(3, 0, 1, 2)
 
 
-def _disjoint_groups(chunks, stride, reach) -> list:
-    """Consecutive chunks in about 2 * THREADS groups, each spanning more input rows than
+def _disjoint_groups(chunks, threads, stride, reach) -> list:
+    """Consecutive chunks in about 2 * threads groups, each spanning more input rows than
     a window reaches (`reach`), so that groups two apart never add into the same row."""
-    count = max(1, min(2 * _parallel.THREADS, len(chunks)))
+    count = max(1, min(2 * threads, len(chunks)))
     while count > 1 and min(h1 - h0 for h0, h1 in chunks) * (len(chunks) // count) * stride <= reach:
         count -= 1
     size = -(-len(chunks) // count)

@@ -187,3 +187,17 @@ def test_split_deals_items_to_threads_in_a_fixed_order(monkeypatch):
     assert _parallel.split(work, [1, 2], threads=1) == [[1, 2]]
     with pytest.raises(ZeroDivisionError):
         _parallel.split(lambda items: [1 / i for i in items], [1, 0, 2])
+
+
+def test_products_in_pieces_give_the_same_conv_and_weight_gradient(rng, monkeypatch):
+    assert kernels._longest_divisor(3192, 300) == 266 and kernels._longest_divisor(3191, 3000) is None  # prime
+    assert kernels._product_pieces(3192, 20) is None  # small enough as one product
+    monkeypatch.setattr(kernels, "SMALL_PRODUCT", 20 * 300)
+    assert kernels._product_pieces(3192, 20) == 266
+    x, w, g = rng.standard_normal((3, 1, 40, 30)), rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((3, 2, 38, 28))
+    geom = ((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1), (38, 28))
+    out = kernels.conv2d(x, np.concatenate([w.reshape(2, -1), np.ones((2, 1))], axis=1), *geom)
+    np.testing.assert_allclose(out, naive.conv2d(x, w, np.ones(2)), rtol=1e-12, atol=1e-12)
+    wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=True)
+    expect = np.einsum("nol,nkl->ok", g.reshape(3, 2, -1), kernels.unfold(x, *geom))
+    np.testing.assert_allclose(wg[:, :-1], expect, rtol=1e-12, atol=1e-12)

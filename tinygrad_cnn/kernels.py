@@ -221,16 +221,25 @@ def _span(lo, hi, offset, step, size):
     return a, b, slice(a * step + offset, (b - 1) * step + offset + 1 if b > a else a * step + offset, step)
 
 
-def _window_blocks(kernel, stride, padding, dilation, in_hw, h0, h1, out_w):
-    """For each kernel offset (i, j) and output rows h0:h1: i, j, the rows (relative to h0) and
-    columns of output positions whose window meets the input there and not the padding, and
-    the input rows and columns they meet. The rest of the positions meet zeros."""
+@functools.lru_cache(maxsize=1024)
+def _window_blocks(kernel, stride, padding, dilation, in_hw, h0, h1, out_w) -> tuple:
+    """For each kernel offset (i, j) and output rows h0:h1: i, j, the index of the output
+    positions (rows relative to h0, columns) whose window meets the input there and not the
+    padding, the input rows and columns they meet, and the indexes of the other positions
+    (which meet zeros). Cached: a network asks for the same few chunks at every step."""
     (t, _), (left, _) = padding
+    blocks = []
     for i in range(kernel[0]):
         r0, r1, rows = _span(h0, h1, i * dilation[0] - t, stride[0], in_hw[0])
+        r0, r1 = r0 - h0, r1 - h0
         for j in range(kernel[1]):
             c0, c1, cols = _span(0, out_w, j * dilation[1] - left, stride[1], in_hw[1])
-            yield i, j, (r0 - h0, r1 - h0), (c0, c1), rows, cols
+            rest = [(slice(None), slice(None, r0)), (slice(None), slice(r1, None)),
+                    (slice(None), slice(r0, r1), slice(None, c0)), (slice(None), slice(r0, r1), slice(c1, None))]
+            sizes = [r0, h1 - h0 - r1, (r1 - r0) * c0, (r1 - r0) * (out_w - c1)]
+            blocks.append((i, j, (slice(None), slice(r0, r1), slice(c0, c1)), rows, cols,
+                           tuple(z for z, size in zip(rest, sizes) if size)))
+    return tuple(blocks)
 
 
 class _Columns:
@@ -261,13 +270,12 @@ class _Columns:
         (c, h, w, n), (kernel, stride, padding, dilation, (_, out_w)) = self.xt.shape, self.geom
         cols = self.buf[:self.rows * (h1 - h0) * out_w * n].reshape(self.rows, -1)
         blocks = cols[:self.ck].reshape(c, *kernel, h1 - h0, out_w, n)
-        for i, j, (r0, r1), (c0, c1), rows, cols_ in _window_blocks(kernel, stride, padding, dilation, (h, w),
-                                                                    h0, h1, out_w):
+        for i, j, inside, rows, cols_, outside in _window_blocks(kernel, stride, padding, dilation, (h, w),
+                                                                 h0, h1, out_w):
             block = blocks[:, i, j]
-            block[:, r0:r1, c0:c1] = self.xt[:, rows, cols_]  # runs of OW*N contiguous values at stride 1
-            for zeros in (block[:, :r0], block[:, r1:], block[:, r0:r1, :c0], block[:, r0:r1, c1:]):
-                if zeros.size:  # positions whose window meets the padding here
-                    zeros[...] = 0
+            block[inside] = self.xt[:, rows, cols_]  # runs of OW*N contiguous values at stride 1
+            for zeros in outside:  # positions whose window meets the padding
+                block[zeros] = 0
         if self.rows > self.ck:
             cols[self.ck] = 1
         return cols
@@ -360,9 +368,8 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
         for h0, h1 in (chunk for group in groups for chunk in group):
             part = np.matmul(wmat.T, _out_rows(gt, h0, h1), out=buf[:ck * (h1 - h0) * out_w * n].reshape(ck, -1))
             blocks = part.reshape(c, *kernel, h1 - h0, out_w, n)
-            for i, j, (r0, r1), (c0, c1), rows, cols in _window_blocks(kernel, stride, padding, dilation, (h, w),
-                                                                       h0, h1, out_w):
-                out[:, rows, cols] += blocks[:, i, j, r0:r1, c0:c1]  # what lands in the padding is dropped
+            for i, j, inside, rows, cols, _ in _window_blocks(kernel, stride, padding, dilation, (h, w), h0, h1, out_w):
+                out[:, rows, cols] += blocks[:, i, j][inside]  # what lands in the padding is dropped
 
     groups = _disjoint_groups(chunks, threads, stride[0], dilation[0] * (kernel[0] - 1))
     for phase in (groups[0::2], groups[1::2]):

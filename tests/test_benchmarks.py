@@ -10,6 +10,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import bench_conv_pool  # noqa: E402
+import gemm_floor  # noqa: E402
 import bench_models  # noqa: E402
 import bench_hand_numpy  # noqa: E402
 import bench_train_step  # noqa: E402
@@ -69,3 +70,13 @@ def test_models_benchmark_networks_build_and_measure_rss():
     assert bench_models.rss_peak_here("lecture", 3, "ours") >= 0
     with pytest.raises(ValueError, match="bad case"):
         bench_models.parse_cases("lecture:0")
+
+
+def test_gemm_floor_lists_the_products_of_a_step():
+    result = gemm_floor.main(["--cases", "deepconvnet:2,lecture:1", "--repeats", "1"])
+    deep, lecture = result["cases"]
+    whats = [p["what"] for p in deep["products"]]
+    assert whats.count("forward") == 8 and whats.count("weight grad") == 8 and whats.count("input grad") == 7
+    # the lecture net: conv (30, 25) @ (25, 576), its weight gradient, then three products per linear layer
+    assert [p["mkn"] for p in lecture["products"]][:2] == [(30, 25, 576), (25, 576, 30)]
+    assert lecture["step_gflop"] > lecture["inference_gflop"] > 0 and deep["step_ms"] > 0

@@ -201,3 +201,27 @@ def test_products_in_pieces_give_the_same_conv_and_weight_gradient(rng, monkeypa
     wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=True)
     expect = np.einsum("nol,nkl->ok", g.reshape(3, 2, -1), kernels.unfold(x, *geom))
     np.testing.assert_allclose(wg[:, :-1], expect, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_split_works_in_a_forked_child(monkeypatch):
+    import os
+    import signal
+    import time
+
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    assert _parallel.split(list, [1, 2, 3, 4]) in ([[1, 3], [2, 4]], [[1, 2, 3, 4]])  # the pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: a wrong result exits 1, a deadlock is killed below
+        os._exit(0 if _parallel.split(list, [1, 2, 3, 4]) in ([[1, 3], [2, 4]], [[1, 2, 3, 4]]) else 1)
+    for _ in range(200):  # up to 10 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("split deadlocked in a forked child")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

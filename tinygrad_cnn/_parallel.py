@@ -64,6 +64,16 @@ def _get_pool(size: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool():
+    """In a forked child the pool's threads do not exist: start without them."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def split(work, items: list, threads: int | None = None) -> list:
     """[work(items[0::T]), ..., work(items[T-1::T])] with T = min(threads, len(items)), each
     call on its own thread (the first on the calling thread). `work` is called once per

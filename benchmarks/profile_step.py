@@ -1,4 +1,7 @@
-"""Where a SimpleConvNet training step goes: ms per step in each op's forward and backward.
+"""Where a training step goes: ms per step in each op's forward and backward.
+
+By default the step is bench_train_step.py's SimpleConvNet; `--network` takes one of
+bench_models.py's networks instead (`--inference` profiles its inference).
 
 Wraps every Function's `forward` and `backward` (and `Optimizer.step`) with a timer,
 runs warm-up steps, then reports the mean over `--steps` steps. Times are inclusive: an
@@ -7,7 +10,8 @@ MatMul) also counts their time, so the column does not add up to the step. The t
 add a little to each op, so the step measured here is a bit slower than in
 bench_train_step.py; read it for the shares, not for the total.
 
-Usage: python benchmarks/profile_step.py [--steps 200] [--batch 100] [--top 12] [--json out.json]
+Usage: python benchmarks/profile_step.py [--steps 200] [--batch 100] [--top 12] [--network deepconvnet]
+       [--inference] [--json out.json]
 """
 import argparse
 import collections

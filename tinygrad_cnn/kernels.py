@@ -154,8 +154,6 @@ def col2im(col, input_shape, kernel, stride, padding, out_hw) -> np.ndarray:
 # columns per chunk: in L3 (EPYC here: 1 MB L2 per core, 32 MB L3); 4 MB was no faster and held 2-3 MB more
 CHUNK_BYTES = 2 << 20
 SPLIT_BYTES = 4 << 20  # columns are spread over the threads where each gets this much at least
-
-
 SMALL_PRODUCT = 1 << 20  # M*N*K up to which this OpenBLAS multiplies without packing (see `_product_pieces`)
 
 
@@ -173,6 +171,7 @@ def _product_pieces(length: int, per_column: int):
 
 @functools.lru_cache(maxsize=256)
 def _longest_divisor(n: int, limit: int):
+    """The largest divisor of n that is at most `limit`, or None if that is under 256."""
     best = max((d for i in range(1, math.isqrt(n) + 1) if n % i == 0 for d in (i, n // i) if d <= limit), default=1)
     return best if best >= 256 else None
 

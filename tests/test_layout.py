@@ -225,3 +225,19 @@ def test_split_works_in_a_forked_child(monkeypatch):
         os.waitpid(pid, 0)
         pytest.fail("split deadlocked in a forked child")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), CHWN])
+def test_max_pool_and_its_gradient_in_pieces_match_the_whole(rng, monkeypatch, layout):
+    x = kernels.in_order(rng.standard_normal((4, 5, 6, 6)), layout)
+    geom = ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), (3, 3))
+    whole, arg = kernels.max_pool(x, *geom)
+    g = rng.standard_normal(whole.shape)
+    grad = kernels.pool_scatter(g, arg, x.shape, *geom[:4])
+    monkeypatch.setattr(kernels, "POOL_CHUNK_BYTES", x.nbytes // 4)  # pieces along N or C
+    assert len(kernels._outer_chunks(x)) > 1
+    pieces, arg2 = kernels.max_pool(x, *geom)
+    np.testing.assert_array_equal(pieces, whole)
+    np.testing.assert_array_equal(arg2, arg)
+    np.testing.assert_array_equal(kernels.pool_scatter(g, arg2, x.shape, *geom[:4]), grad)
+    assert kernels.memory_order(pieces) == layout

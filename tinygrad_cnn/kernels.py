@@ -400,8 +400,8 @@ def _outer_chunks(a) -> list:
     """Indexes that cut the (N, C, ...) array a into pieces of about POOL_CHUNK_BYTES along
     N or C, whichever is outermost in its memory, so that the several passes of a pooling
     kernel over a piece run in cache; [...] (all of a) when a is small or neither is
-    outermost. With the batch innermost and arrays larger than the caches, max-pooling
-    (100, 30, 24, 24) at batch 1,000 took 22 ms whole and 14 ms in pieces."""
+    outermost. With the batch innermost and arrays larger than the caches, max-pooling with
+    argmax of a (1000, 30, 24, 24) float32 array took 22 ms whole and 14 ms in pieces."""
     axis = memory_order(a)[0]
     if axis > 1 or a.nbytes <= POOL_CHUNK_BYTES:
         return [(Ellipsis,)]

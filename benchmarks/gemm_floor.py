@@ -10,6 +10,8 @@ Their sum is what no arrangement of im2col and numpy products can go under, befo
 copying, pooling, activation or optimizer work; next to PyTorch's step it shows how far a
 network can get.
 
+OPENBLAS_NUM_THREADS=1 gives one core's floor (numpy's OpenBLAS barely speeds these shapes up on two).
+
 Usage: python benchmarks/gemm_floor.py [--cases deepconvnet:100,...] [--repeats 5] [--json out.json]
 """
 import argparse

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .ops import cat, pad, where  # noqa: F401  (pad is part of F's API)
+from .ops import pad, where  # noqa: F401  (pad is part of F's API)
 from .rng import get_rng
 from .tensor import Function, Tensor, op_scope
 

@@ -1,8 +1,9 @@
 """numpy kernels behind the CNN ops: im2col/col2im and pooling windows.
 
 Arrays in, arrays out, no autograd: `functional.py` wraps these in differentiable ops.
-Windows are strided views of the (padded) input; the only Python loops run over
-kernel offsets (kh * kw of them), never over images or output positions.
+Windows are strided views of the (padded) input; the Python loops run over kernel
+offsets (kh * kw of them) and over chunks of a few MB (conv2d's rows of output, pooling's
+channels), never over images or output positions.
 
 Layout: conv2d keeps the batch innermost in memory. Its input is read as (C, H, W, N),
 its columns are (C*KH*KW, OH, OW, N) and its output and input gradient are (C, H, W, N)

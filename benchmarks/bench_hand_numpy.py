@@ -1,7 +1,7 @@
 """The floor for a numpy framework: SimpleConvNet's training step written by hand.
 
 The same network, kernels (tinygrad_cnn.kernels, ReLU against a zero row), memory layout
-(the batch inside conv2d's columns and output) and optimizer (tinygrad_cnn.optim.Adam) as
+(the batch innermost in conv2d's columns and output) and optimizer (tinygrad_cnn.optim.Adam) as
 ours, but with the forward and backward passes written out in numpy, no graph, no
 autograd: what our step would cost with no framework at all. Run interleaved with ours
 (and PyTorch CPU when installed), as in bench_train_step.py. `check_gradients` shows that
@@ -23,7 +23,7 @@ from common import images_and_labels, interleaved, print_results, torch_or_none,
 
 from tinygrad_cnn import Tensor, kernels, manual_seed, optim  # noqa: E402
 from tinygrad_cnn.models import SimpleConvNet  # noqa: E402
-from tinygrad_cnn.ops import _chunk, _max0  # noqa: E402
+from tinygrad_cnn.ops import _max0  # noqa: E402
 
 CONV = ((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1), (24, 24))  # kernel, stride, padding, dilation, out
 POOL = ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))
@@ -42,16 +42,13 @@ class HandNet:
             [getattr(net, k).data.copy() for k in ("W2", "b2", "W3", "b3")]
 
     def gradients(self, x, t):
-        """Loss gradients for (W1|b1, W2, b2, W3, b3): forward and backward by hand, in the
-        layout ours uses (columns (26, L*N), conv output (L*N, 30): the batch inside)."""
+        """Loss gradients for (W1|b1, W2, b2, W3, b3): forward and backward by hand, with ours'
+        conv kernels and layout (the batch innermost, a chunk of output rows per product)."""
         w1, w2, b2, w3, b3 = self.params
         n = len(x)
-        cols = kernels.unfold(x, *CONV, ones_row=True, batch_inner=True)  # (N, 26, 576), laid out (26, 576, N)
-        bm = cols.transpose(1, 2, 0).reshape(len(cols[0]), -1)  # (26, 576 * N), a view
-        y = _max0(bm.T @ w1.T)  # (576 * N, 30): one product
+        y = _max0(kernels.conv2d(x, w1, *CONV))  # (N, 30, 24, 24), laid out (30, 24, 24, N)
         mask1 = y != 0  # as ours: not <= 0
-        y1 = y.reshape(24, 24, n, -1).transpose(2, 3, 0, 1)  # (N, 30, 24, 24) view
-        pooled, arg = kernels.max_pool(y1, *POOL, (12, 12))
+        pooled, arg = kernels.max_pool(y, *POOL, (12, 12))
         flat = pooled.reshape(n, -1)
         y2 = _max0(flat @ w2 + b2)
         logits = y2 @ w3 + b3
@@ -62,12 +59,10 @@ class HandNet:
         g_w3, g_b3 = y2.T @ g_logits, g_logits.sum(axis=0)
         g_a2 = (g_logits @ w3.T) * (y2 > 0)
         g_w2, g_b2 = flat.T @ g_a2, g_a2.sum(axis=0)
-        g_y1 = kernels.pool_scatter((g_a2 @ w2.T).reshape(pooled.shape), arg, y1.shape, *POOL)
-        g_y = g_y1.transpose(2, 3, 0, 1).reshape(y.shape)  # (576 * N, 30) view
+        g_y = kernels.pool_scatter((g_a2 @ w2.T).reshape(pooled.shape), arg, y.shape, *POOL)
         g_y *= mask1
-        c = _chunk(576, n)  # as ours: products contracting over c * N values
-        g_w1 = np.matmul(bm.reshape(-1, 576 // c, c * n).transpose(1, 0, 2), g_y.reshape(576 // c, c * n, -1))
-        return [g_w1.sum(axis=0).T, g_w2, g_b2, g_w3, g_b3]
+        g_w1 = kernels.conv2d_weight_grad(x, g_y, *CONV[:4], ones_row=True)
+        return [g_w1, g_w2, g_b2, g_w3, g_b3]
 
 
 def hand_case(x, t):

@@ -3,10 +3,15 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import bench_conv_pool  # noqa: E402
+import gemm_floor  # noqa: E402
+import bench_models  # noqa: E402
 import bench_hand_numpy  # noqa: E402
 import bench_train_step  # noqa: E402
 import profile_step  # noqa: E402
@@ -33,9 +38,45 @@ def test_step_profile_runs_and_puts_the_timers_back():
     result = profile_step.main(["--steps", "2", "--warmup", "1", "--batch", "4"])
     assert {"MatMul.forward", "MaxPool2d.forward", "Relu.backward", "optimizer.step"} <= set(result["ops_ms"])
     assert (vars(ops.MatMul)["forward"], vars(optim.Optimizer)["step"]) == before
+    result = profile_step.main(["--steps", "1", "--warmup", "1", "--batch", "2", "--network", "lenet5", "--inference"])
+    assert result["network"] == "lenet5" and "optimizer.step" not in result["ops_ms"]
 
 
 def test_hand_written_step_runs_and_matches_autograd():
     result = bench_hand_numpy.main(["--repeats", "2", "--batch", "6"])
     assert {"hand-written numpy step", "ours step"} <= set(result["ms"])
     assert result["gradient_max_rel_diff"] < 1e-5  # the same gradients: the two do the same work
+
+
+def test_models_benchmark_runs_with_agreeing_logits(tmp_path):
+    out = tmp_path / "m.json"
+    result = bench_models.main(["--cases", "lecture:2,lenet5:2", "--repeats", "1", "--warmup", "1", "--settle", "0",
+                                  "--json", str(out)])
+    cases = {c["network"]: c for c in result["cases"]}
+    assert set(cases) == {"lecture", "lenet5"}
+    for c in cases.values():
+        assert {"ours step", "ours inference"} <= set(c["ms"])
+        assert c["memory"]["ours_alloc_mb"] > 0
+        if "torch step" in c["ms"]:  # logits were checked to agree before timing
+            assert c["ratios"]["step"]["median"] > 0 and c["memory"]["torch_alloc_mb"] > 0
+    assert json.loads(out.read_text())["runs"] == 1
+
+
+def test_models_benchmark_networks_build_and_measure_rss():
+    for name in bench_models.NETWORKS:
+        ours, _ = bench_models.build(name, None)
+        x = np.zeros((2, 1, 28, 28), np.float32)
+        assert ours(x).shape == (2, 10)
+    assert bench_models.rss_peak_here("lecture", 3, "ours") >= 0
+    with pytest.raises(ValueError, match="bad case"):
+        bench_models.parse_cases("lecture:0")
+
+
+def test_gemm_floor_lists_the_products_of_a_step():
+    result = gemm_floor.main(["--cases", "deepconvnet:2,lecture:1", "--repeats", "1"])
+    deep, lecture = result["cases"]
+    whats = [p["what"] for p in deep["products"]]
+    assert whats.count("forward") == 8 and whats.count("weight grad") == 8 and whats.count("input grad") == 7
+    # the lecture net: conv (30, 25) @ (25, 576), its weight gradient, then three products per linear layer
+    assert [p["mkn"] for p in lecture["products"]][:2] == [(30, 25, 576), (25, 576, 30)]
+    assert lecture["step_gflop"] > lecture["inference_gflop"] > 0 and deep["step_ms"] > 0

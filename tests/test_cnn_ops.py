@@ -59,20 +59,17 @@ def test_conv2d_same_and_valid_padding(rng):
     assert gradcheck(lambda x, w: F.conv2d(x, w, padding="same", dilation=(1, 2)), leaf(x), leaf(w))
 
 
-def test_conv2d_computes_no_input_gradient_when_images_do_not_require_grad(rng):
+def test_conv2d_computes_no_input_gradient_when_images_do_not_require_grad(rng, monkeypatch):
     x = Tensor(rng.standard_normal((2, 1, 6, 6)).astype(np.float32))
     w = Tensor(rng.standard_normal((3, 1, 3, 3)).astype(np.float32), requires_grad=True)
     calls = []
-    orig = tc.kernels.fold
-    tc.kernels.fold = lambda *a, **k: calls.append(1) or orig(*a, **k)
-    try:
-        F.conv2d(x, w).sum().backward()
-        assert calls == [] and w.grad is not None and x.grad is None
-        x.requires_grad_()
-        F.conv2d(x, w).sum().backward()
-        assert calls == [1] and x.grad is not None
-    finally:
-        tc.kernels.fold = orig
+    orig = tc.kernels.conv2d_input_grad
+    monkeypatch.setattr(tc.kernels, "conv2d_input_grad", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    F.conv2d(x, w).sum().backward()
+    assert calls == [] and w.grad is not None and x.grad is None
+    x.requires_grad_()
+    F.conv2d(x, w).sum().backward()
+    assert calls == [1] and x.grad is not None
 
 
 def test_conv2d_keeps_float32(rng):
@@ -138,6 +135,19 @@ def test_avg_pool2d_forward_matches_loops_and_gradients(case, include):
     out = F.avg_pool2d(Tensor(x), count_include_pad=include, **kw)
     np.testing.assert_allclose(out.data, ref, rtol=1e-12)
     assert gradcheck(lambda t: F.avg_pool2d(t, count_include_pad=include, **kw), leaf(x))
+    assert gradgradcheck(lambda t: F.avg_pool2d(t, count_include_pad=include, **kw) ** 2, leaf(x))
+
+
+def test_avg_pool2d_keeps_the_layout_and_float32_and_refuses_integers(rng):
+    x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+    view = Tensor._make(np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)).requires_grad_()
+    out = F.avg_pool2d(view, 2)
+    assert out.dtype == np.float32 and tc.kernels.memory_order(out.data) == (1, 2, 3, 0)
+    np.testing.assert_allclose(out.data, x.reshape(3, 2, 3, 2, 3, 2).mean(axis=(3, 5)), rtol=1e-6)
+    out.sum().backward()
+    np.testing.assert_array_equal(view.grad.data, np.full(x.shape, 0.25, np.float32))
+    with pytest.raises(TypeError, match="floating"):
+        F.avg_pool2d(Tensor(np.arange(16).reshape(1, 1, 4, 4)), 2)
 
 
 def test_max_pool_gradient_goes_to_first_maximum_and_overlaps_add():

@@ -1,5 +1,9 @@
-"""Memory layout: conv2d's batch-inner columns and output give the same values and gradients
-as contiguous arrays, and ReLU, pooling and their gradients keep the layout."""
+"""Memory layout: conv2d's output keeps the batch innermost ((C, H, W, N) in memory), computed a
+chunk of output rows at a time; values and gradients equal the contiguous layout's, at any
+chunk size, and ReLU, pooling and their gradients keep the layout."""
+import threading
+
+import naive
 import numpy as np
 import pytest
 from helpers import arrays, leaf
@@ -7,97 +11,233 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_cnn.functional as F
-from tinygrad_cnn import Tensor, gradcheck, gradgradcheck, kernels, ops
-from tinygrad_cnn.ops import _batch_inner, _chunk, _max0
+from tinygrad_cnn import Tensor, grad, gradcheck, gradgradcheck, kernels
+from tinygrad_cnn.ops import _max0
 
-HWNC = (2, 3, 0, 1)  # memory order of conv2d's output: (OH, OW, N, C) outermost to innermost
-
-
-def batch_inner(a):
-    """The same (N, K, L) values laid out as a (K, L, N) array."""
-    return np.ascontiguousarray(a.transpose(1, 2, 0)).transpose(2, 0, 1)
+CHWN = (1, 2, 3, 0)  # memory order of conv2d's output: (C, H, W, N) outermost to innermost
 
 
-def hwnc(a):
-    """The same (N, C, H, W) values laid out as an (H, W, N, C) array."""
-    return np.ascontiguousarray(a.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+def chwn(a):
+    """The same (N, C, H, W) values laid out as a (C, H, W, N) array."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 
 
-@given(a=st.integers(1, 4).flatmap(lambda m: arrays((m, 3))), b=arrays((2, 3, 5)))
-def test_matmul_of_a_batch_inner_stack_matches_numpy(a, b):
-    bi = batch_inner(b)
-    assert _batch_inner(bi) and not _batch_inner(b)
-    out = Tensor(a) @ Tensor(bi)
-    np.testing.assert_allclose(out.data, np.matmul(a, b), rtol=1e-12, atol=1e-12)
-    assert kernels.memory_order(out.data)[-1] != 0 or out.shape[1] == 1  # the batch stays inside
-    ta, tb = leaf(a), Tensor(bi, requires_grad=True)
-    assert gradcheck(lambda x, y: x @ y, ta, tb)
-    assert gradgradcheck(lambda x, y: (x @ y).tanh(), ta, tb)
+@pytest.fixture
+def one_row_chunks(monkeypatch):
+    """Every chunk of output rows is a single row, and the chunks go to all threads: the
+    chunk loops run several times, on several threads where OpenBLAS allows it."""
+    monkeypatch.setattr(kernels, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(kernels, "SPLIT_BYTES", 0)
 
 
-def test_chunk_divides_the_positions():
-    assert _chunk(576, 100) == 12 and _chunk(576, 1) == 576 and _chunk(7, 1000) == 1 and _chunk(6, 5) == 6
-    assert _chunk(6, 100, target=350) == 3
+def test_row_chunks_cover_the_rows_evenly(monkeypatch):
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(kernels, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(kernels, "SPLIT_BYTES", 150)
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    assert kernels.row_chunks(7, 300) == ([(0, 3), (3, 6), (6, 7)], 2)
+    assert kernels.row_chunks(6, 300) == ([(0, 3), (3, 6)], 2)
+    assert kernels.row_chunks(5, 5000) == ([(h, h + 1) for h in range(5)], 2)  # one row at least
+    assert kernels.row_chunks(4, 100) == ([(0, 2), (2, 4)], 2)  # a chunk for each thread
+    assert kernels.row_chunks(4, 1) == ([(0, 4)], 1)  # too little work for two threads
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 3, 6])
-def test_matmul_gradients_do_not_depend_on_the_layout(rng, monkeypatch, chunk):
-    monkeypatch.setattr(ops, "_chunk", lambda length, n: chunk)
-    a, b, g = rng.standard_normal((4, 3)), rng.standard_normal((5, 3, 6)), rng.standard_normal((5, 4, 6))
+@given(x=arrays((3, 2, 7, 6)), w=arrays((4, 2, 3, 2)), b=arrays((4,)),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=st.tuples(st.integers(0, 2), st.integers(0, 1)),
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)))
+def test_conv2d_in_row_chunks_matches_loops(x, w, b, stride, padding, dilation):
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    expect = naive.conv2d(x, w, b, **kw)
+    for chunk_bytes in (1, 400, 1 << 20):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(kernels, "CHUNK_BYTES", chunk_bytes)
+            out = F.conv2d(Tensor(x), Tensor(w), Tensor(b), **kw)
+        np.testing.assert_allclose(out.data, expect, rtol=1e-10, atol=1e-12)
+        assert kernels.memory_order(out.data) == CHWN
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=(2, 0)), dict(dilation=(2, 1), stride=(1, 2))])
+def test_conv2d_gradients_in_row_chunks(rng, one_row_chunks, kw):
+    x, w, b = rng.standard_normal((3, 2, 6, 5)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
+    assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
+    assert gradgradcheck(lambda x, w: F.conv2d(x, w, **kw).tanh(), leaf(x), leaf(w))
+
+
+def test_conv2d_gradients_do_not_depend_on_the_layouts_they_meet(rng):
+    x, w, b = rng.standard_normal((3, 2, 6, 5)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    g = rng.standard_normal((3, 4, 6, 5))
     grads = []
-    for bb, gg in ((b, g), (batch_inner(b), hwnc(g[..., None])[..., 0])):
-        ta, tb = leaf(a), Tensor(bb, requires_grad=True)
-        (ta @ tb).backward(gg)
-        grads.append((ta.grad.data, tb.grad.data))
-    for u, v in zip(*grads):
-        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+    for xx, gg in ((x, g), (chwn(x), chwn(g)), (x.transpose(2, 3, 0, 1).copy().transpose(2, 3, 0, 1), g)):
+        tx, tw, tb = Tensor._make(xx).requires_grad_(), leaf(w), leaf(b)  # _make keeps xx's layout
+        F.conv2d(tx, tw, tb, padding=1).backward(Tensor._make(gg))
+        grads.append((tx.grad.data, tw.grad.data, tb.grad.data))
+    for other in grads[1:]:
+        for u, v in zip(grads[0], other):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("ones_row", [False, True])
-def test_unfold_batch_inner_equals_the_standard_layout(rng, ones_row):
+def test_conv2d_weight_gradient_without_bias_and_only_bias(rng):
+    x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((2, 3, 3, 3)), rng.standard_normal(2)
+    tw, tb = Tensor(w), leaf(b)  # the weight does not require grad: the bias gradient alone
+    F.conv2d(Tensor(x), tw, tb).sum().backward()
+    np.testing.assert_allclose(tb.grad.data, np.full(2, 2 * 3 * 3.0))
+    assert tw.grad is None
+
+
+def test_conv2d_in_float32_stays_float32_through_second_derivatives(rng):
+    x = Tensor(rng.standard_normal((2, 2, 5, 5)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), requires_grad=True)
+    out = F.conv2d(x, w, padding=1)
+    gx, gw = grad((out * out).sum(), (x, w), create_graph=True)
+    assert out.dtype == gx.dtype == gw.dtype == np.float32
+    (gx.sum() + gw.sum()).backward()
+    assert x.grad.dtype == w.grad.dtype == np.float32
+
+
+def test_unfold_and_fold_are_adjoint_in_any_layout(rng):
     x = rng.standard_normal((3, 2, 7, 6))
     geom = ((3, 2), (2, 1), ((1, 1), (0, 0)), (1, 2), (4, 4))
-    std = kernels.unfold(x, *geom, ones_row=ones_row)
-    inner = kernels.unfold(x, *geom, ones_row=ones_row, batch_inner=True)
-    np.testing.assert_array_equal(inner, std)
-    assert _batch_inner(inner)
-    g = rng.standard_normal(std[:, :std.shape[1] - ones_row].shape)
-    folded = kernels.fold(batch_inner(g), x.shape, *geom)
-    np.testing.assert_allclose(folded, kernels.fold(g, x.shape, *geom), rtol=1e-12, atol=1e-12)
-    assert kernels.memory_order(folded)[-1] == 0  # the input gradient keeps the batch inner too
-
-
-def test_conv2d_output_is_batch_inner_with_the_same_values(rng):
-    x, w, b = rng.standard_normal((3, 2, 6, 5)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
-    out = F.conv2d(Tensor(x), Tensor(w), Tensor(b), padding=1)
-    assert kernels.memory_order(out.data) == HWNC
-    cols = kernels.unfold(x, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), (6, 5))
-    expect = np.matmul(w.reshape(4, -1), cols).reshape(3, 4, 6, 5) + b[:, None, None]
-    np.testing.assert_allclose(out.data, expect, rtol=1e-12, atol=1e-12)
+    cols = kernels.unfold(x, *geom)
+    g = rng.standard_normal(cols.shape)
+    folded = kernels.fold(g, x.shape, *geom)
+    np.testing.assert_allclose(np.sum(cols * g), np.sum(folded * x), rtol=1e-12)
+    np.testing.assert_allclose(kernels.fold(np.asfortranarray(g), x.shape, *geom), folded, rtol=1e-12, atol=1e-12)
 
 
 @given(x=arrays((3, 2, 4, 6), distinct=True), k=st.sampled_from([2, 3]), pad=st.integers(0, 1))
 def test_relu_and_max_pool_keep_the_layout_and_their_gradients(x, k, pad):
     outs, grads = [], []
-    for data in (x, hwnc(x)):
-        t = Tensor(data, requires_grad=True)
+    for data in (x, chwn(x)):
+        t = Tensor._make(data).requires_grad_()
         y = F.max_pool2d(t.relu(), k, stride=2, padding=pad)
         if data is not x:
-            assert kernels.memory_order(y.data) == HWNC
+            assert kernels.memory_order(y.data) == CHWN
         g = np.arange(y.numel(), dtype=np.float64).reshape(y.shape)
         y.backward(g)
         outs.append(y.data)
         grads.append(t.grad.data)
     np.testing.assert_array_equal(*outs)
     np.testing.assert_array_equal(*grads)
-    unrecorded = F.max_pool2d(Tensor(hwnc(x)).relu(), k, stride=2, padding=pad)  # the path without argmax
+    unrecorded = F.max_pool2d(Tensor(chwn(x)).relu(), k, stride=2, padding=pad)  # the path without argmax
     np.testing.assert_array_equal(unrecorded.data, outs[0])
 
 
 def test_max0_on_permuted_and_strided_arrays(rng):
     a = rng.standard_normal((40, 30, 8, 8)).astype(np.float32)
     a[0, 0, 0, :2] = [np.nan, -0.0]
-    for v in (hwnc(a), a[:, :, ::2], a.transpose(1, 0, 2, 3)):
+    for v in (chwn(a), a[:, :, ::2], a.transpose(1, 0, 2, 3)):
         out = _max0(v)
         np.testing.assert_array_equal(out, np.maximum(v, 0))
-    assert kernels.memory_order(_max0(hwnc(a))) == HWNC
+    assert kernels.memory_order(_max0(chwn(a))) == CHWN
+
+
+def test_matmul_gives_a_transposed_operand_its_gradient_in_its_layout(rng, monkeypatch):
+    a, b = np.asfortranarray(rng.standard_normal((4, 3))), rng.standard_normal((3, 5))
+    assert gradcheck(lambda x, y: x @ y, Tensor._make(a).requires_grad_(), leaf(b))
+    assert gradgradcheck(lambda x, y: (x @ y).tanh(), Tensor._make(a).requires_grad_(), leaf(b))
+    # conv features flattened with the batch innermost: the pool gradient needs no transposing copy
+    seen = []
+    scatter = kernels.pool_scatter
+    monkeypatch.setattr(kernels, "pool_scatter", lambda g, *r: seen.append(kernels.memory_order(g)) or scatter(g, *r))
+    x, w = Tensor(rng.standard_normal((3, 1, 6, 6))), leaf(rng.standard_normal((2, 1, 3, 3)))
+    h = F.max_pool2d(F.conv2d(x, w, padding=1), 2).flatten(1)
+    (h @ leaf(rng.standard_normal((18, 4)))).sum().backward()
+    assert seen == [CHWN]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(stride=1, padding=1), dict(stride=(1, 2), dilation=2),
+                                dict(stride=1, padding=(3, 0), dilation=(1, 2))])
+def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypatch, one_row_chunks, threads, kw):
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(_parallel, "THREADS", threads)
+    x, w = rng.standard_normal((3, 2, 21, 7)), rng.standard_normal((4, 2, 3, 3))
+    geom = F._geometry("conv2d", x.shape, (3, 3), kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1))
+    g = rng.standard_normal((3, 4, *geom[-1]))
+    cols = np.matmul(w.reshape(4, -1).T, g.reshape(3, 4, -1))  # (N, C*KH*KW, L), the standard layout
+    expect = kernels.fold(cols, x.shape, *geom)
+    for got in (kernels.conv2d_input_grad(g, w, x.shape, *geom[:4]),
+                kernels._col2im_input_grad(g, w.reshape(4, -1), x.shape, *geom[:4])):
+        np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+        assert kernels.memory_order(got) == CHWN
+    out = kernels.conv2d(x, w.reshape(4, -1), *geom)
+    ref = naive.conv2d(x, w, stride=geom[1], padding=(geom[2][0][0], geom[2][1][0]), dilation=geom[3])
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=True)
+    np.testing.assert_allclose(wg[:, :-1], np.einsum("nol,nkl->ok", g.reshape(3, 4, -1), kernels.unfold(x, *geom)),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wg[:, -1], g.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_split_deals_items_to_threads_in_a_fixed_order(monkeypatch):
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(_parallel, "THREADS", 3)
+    names = []
+
+    def work(items):
+        names.append(threading.current_thread().name)
+        return list(items)
+
+    parts = _parallel.split(work, list(range(8)))
+    if _parallel._set_local is None:  # no thread-local OpenBLAS setting: everything on this thread
+        assert parts == [list(range(8))]
+        return
+    assert parts == [[0, 3, 6], [1, 4, 7], [2, 5]] and "MainThread" in names and len(set(names)) > 1
+    assert _parallel.split(work, [1, 2], threads=1) == [[1, 2]]
+    with pytest.raises(ZeroDivisionError):
+        _parallel.split(lambda items: [1 / i for i in items], [1, 0, 2])
+
+
+def test_products_in_pieces_give_the_same_conv_and_weight_gradient(rng, monkeypatch):
+    assert kernels._longest_divisor(3192, 300) == 266 and kernels._longest_divisor(3191, 3000) is None  # prime
+    assert kernels._product_pieces(3192, 20) is None  # small enough as one product
+    monkeypatch.setattr(kernels, "SMALL_PRODUCT", 20 * 300)
+    assert kernels._product_pieces(3192, 20) == 266
+    x, w, g = rng.standard_normal((3, 1, 40, 30)), rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((3, 2, 38, 28))
+    geom = ((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1), (38, 28))
+    out = kernels.conv2d(x, np.concatenate([w.reshape(2, -1), np.ones((2, 1))], axis=1), *geom)
+    np.testing.assert_allclose(out, naive.conv2d(x, w, np.ones(2)), rtol=1e-12, atol=1e-12)
+    wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=True)
+    expect = np.einsum("nol,nkl->ok", g.reshape(3, 2, -1), kernels.unfold(x, *geom))
+    np.testing.assert_allclose(wg[:, :-1], expect, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_split_works_in_a_forked_child(monkeypatch):
+    import os
+    import signal
+    import time
+
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    assert _parallel.split(list, [1, 2, 3, 4]) in ([[1, 3], [2, 4]], [[1, 2, 3, 4]])  # the pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: a wrong result exits 1, a deadlock is killed below
+        os._exit(0 if _parallel.split(list, [1, 2, 3, 4]) in ([[1, 3], [2, 4]], [[1, 2, 3, 4]]) else 1)
+    for _ in range(200):  # up to 10 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("split deadlocked in a forked child")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), CHWN])
+def test_max_pool_and_its_gradient_in_pieces_match_the_whole(rng, monkeypatch, layout):
+    x = kernels.in_order(rng.standard_normal((4, 5, 6, 6)), layout)
+    geom = ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), (3, 3))
+    whole, arg = kernels.max_pool(x, *geom)
+    g = rng.standard_normal(whole.shape)
+    grad = kernels.pool_scatter(g, arg, x.shape, *geom[:4])
+    monkeypatch.setattr(kernels, "POOL_CHUNK_BYTES", x.nbytes // 4)  # pieces along N or C
+    assert len(kernels._outer_chunks(x)) > 1
+    pieces, arg2 = kernels.max_pool(x, *geom)
+    np.testing.assert_array_equal(pieces, whole)
+    np.testing.assert_array_equal(arg2, arg)
+    np.testing.assert_array_equal(kernels.pool_scatter(g, arg2, x.shape, *geom[:4]), grad)
+    assert kernels.memory_order(pieces) == layout

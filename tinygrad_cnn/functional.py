@@ -13,8 +13,9 @@ import numpy as np
 
 from . import kernels
 from .errors import DTypeError, IndexOutOfRangeError, InvalidArgumentError, ShapeError, dim_out_of_range
-from .ops import cat, pad, where  # noqa: F401  (pad is part of F's API)
+from .ops import pad, where  # noqa: F401  (pad is part of F's API)
 from .rng import get_rng
+from .autograd.function import Part
 from .tensor import Function, Tensor, is_grad_enabled, op_scope
 
 __all__ = [
@@ -97,15 +98,12 @@ def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False):
 
 
 class Unfold(Function):
-    """im2col: (N, C, H, W) -> (N, C*KH*KW [+1], OH*OW) (+1: a row of ones, for a bias;
-    batch_inner: laid out for one matrix product, see `kernels.unfold`). Its backward is `Fold` (col2im)."""
+    """im2col: (N, C, H, W) -> (N, C*KH*KW, OH*OW) (`kernels.unfold`). Its backward is `Fold` (col2im)."""
 
-    def forward(self, x, geom, ones_row=False, batch_inner=False):
-        return kernels.unfold(x, *geom, ones_row=ones_row, batch_inner=batch_inner)
+    def forward(self, x, geom):
+        return kernels.unfold(x, *geom)
 
     def backward(self, g):
-        if self.attrs.get("ones_row"):
-            g = g[:, :-1]
         return Fold.apply(g, shape=self.inputs[0].shape, geom=self.attrs["geom"])
 
 
@@ -175,17 +173,134 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0) -> np.ndarray:
 # ----------------------------------------------------------------------------- convolution
 
 
+def _weight_matrix(w: np.ndarray, b) -> np.ndarray:
+    """(OC, C, KH, KW) weight and (OC,) bias or None -> (OC, C*KH*KW [+1]): the bias as a last column."""
+    wmat = w.reshape(w.shape[0], -1)
+    return wmat if b is None else np.concatenate([wmat, b.reshape(-1, 1).astype(wmat.dtype, copy=False)], axis=1)
+
+
+def _conv_sizes(x_shape, w_shape, geom) -> tuple:
+    """(N, OC, C*KH*KW, OH*OW, (OH, OW)) of a conv2d."""
+    (kh, kw), out_hw = geom[0], geom[-1]
+    return x_shape[0], w_shape[0], x_shape[1] * kh * kw, out_hw[0] * out_hw[1], out_hw
+
+
+def _conv_parts(x_shape, w_shape, bias: bool, geom) -> list:
+    """What conv2d computes, for drawing: im2col of x and the weight as an (OC, C*KH*KW) matrix
+    (the bias as one more column, with a row of ones in the columns), one matrix product."""
+    n, oc, k, length, (oh, ow) = _conv_sizes(x_shape, w_shape, geom)
+    parts = [Part("reshape", {}, (("in", 1),), (oc, k))]
+    if bias:
+        parts += [Part("reshape", {}, (("in", 2),), (oc, 1)),
+                  Part("unfold", {"geom": geom, "ones_row": True}, (("in", 0),), (n, k + 1, length)),
+                  Part("cat", {}, (("step", 0), ("step", 1)), (oc, k + 1))]
+        weight, cols = ("step", 3), ("step", 2)
+    else:
+        parts.append(Part("unfold", {"geom": geom}, (("in", 0),), (n, k, length)))
+        weight, cols = ("step", 0), ("step", 1)
+    parts.append(Part("matmul", {}, (weight, cols), (n, oc, length)))
+    return parts + [Part("reshape", {}, (("step", len(parts) - 1),), (n, oc, oh, ow))]
+
+
+class Conv2d(Function):
+    """input (N, C, H, W), weight (OC, C, KH, KW), bias (OC,) or None -> (N, OC, OH, OW), laid out
+    with the batch innermost (`kernels.conv2d`). Saves no columns: backward recomputes them.
+    Backward: `ConvTranspose2d` for the input, `Conv2dWeight` for the weight and bias."""
+
+    SAVES = {0: (1,), 1: (0,), 2: (0,)}
+
+    def forward(self, x, w, b, geom):
+        return kernels.conv2d(x, _weight_matrix(w, b), *geom)
+
+    def backward(self, g):
+        x, w, b = self.inputs
+        geom = self.attrs["geom"]
+        gx = ConvTranspose2d.apply(g, w, shape=x.shape, geom=geom) if self.needs_input_grad[0] else None
+        return (gx,) + _weight_and_bias_grads(x, g, w, b, geom, self.needs_input_grad[1:])
+
+    def parts(self) -> list:
+        """im2col -> matmul (+ bias), the steps this op fuses (see `_conv_parts`)."""
+        x, w, b = self.inputs
+        return _conv_parts(x.shape, w.shape, b is not None, self.attrs["geom"])
+
+
+def _weight_and_bias_grads(x, g, w, b, geom, needs):
+    """(weight gradient, bias gradient) of conv2d(x, w, b) for output gradient g; None where not needed."""
+    if not any(needs):
+        return None, None
+    m = Conv2dWeight.apply(x, g, geom=geom, ones_row=b is not None and needs[1])  # (OC, C*KH*KW [+1])
+    k = w.numel() // w.shape[0]
+    gw = (m if m.shape[1] == k else m[:, :k]).reshape(w.shape) if needs[0] else None
+    return gw, (m[:, k] if b is not None and needs[1] else None)
+
+
+class ConvTranspose2d(Function):
+    """The adjoint of conv2d in its input: g (N, OC, OH, OW), weight (OC, C, KH, KW) -> (N, C, H, W)
+    (`shape`). Backward: conv2d of the incoming gradient for g, `Conv2dWeight` for the weight."""
+
+    SAVES = {0: (1,), 1: (0,)}
+
+    def forward(self, g, w, shape, geom):
+        return kernels.conv2d_input_grad(g, w, shape, *geom[:4])
+
+    def backward(self, gg):
+        g, w = self.inputs
+        geom = self.attrs["geom"]
+        dg = Conv2d.apply(gg, w, None, geom=geom) if self.needs_input_grad[0] else None
+        dw = _weight_and_bias_grads(gg, g, w, None, geom, (self.needs_input_grad[1], False))[0]
+        return dg, dw
+
+    def parts(self) -> list:
+        """The weight matrix's transpose times g, then col2im: what this op computes, for drawing."""
+        g, w = self.inputs
+        n, oc, k, length, _ = _conv_sizes(self.attrs["shape"], w.shape, self.attrs["geom"])
+        return [Part("reshape", {}, (("in", 1),), (oc, k)), Part("reshape", {}, (("in", 0),), (n, oc, length)),
+                Part("matmul", {"transpose": "weight"}, (("step", 0), ("step", 1)), (n, k, length)),
+                Part("fold", {"geom": self.attrs["geom"]}, (("step", 2),), tuple(self.attrs["shape"]))]
+
+
+class Conv2dWeight(Function):
+    """The gradient of conv2d's weight (and bias, with `ones_row`) as one (OC, C*KH*KW [+1])
+    matrix: x (N, C, H, W) and output gradient g (N, OC, OH, OW). It is linear in each: backward
+    gives `ConvTranspose2d` for x and a conv2d of x with the incoming matrix for g."""
+
+    SAVES = {0: (1,), 1: (0,)}
+
+    def forward(self, x, g, geom, ones_row):
+        return kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=ones_row)
+
+    def backward(self, gm):
+        x, g = self.inputs
+        geom, (kh, kw) = self.attrs["geom"], self.attrs["geom"][0]
+        k = x.shape[1] * kh * kw
+        gw = (gm[:, :k] if self.attrs["ones_row"] else gm).reshape(g.shape[1], x.shape[1], kh, kw)
+        gb = gm[:, k] if self.attrs["ones_row"] else None
+        dx = ConvTranspose2d.apply(g, gw, shape=x.shape, geom=geom) if self.needs_input_grad[0] else None
+        dg = Conv2d.apply(x, gw, gb, geom=geom) if self.needs_input_grad[1] else None
+        return dx, dg
+
+    def parts(self) -> list:
+        """g times the columns' transpose, summed over the batch: what this op computes, for drawing."""
+        x, g = self.inputs
+        geom, ones = self.attrs["geom"], self.attrs["ones_row"]
+        n, oc, k, length, _ = _conv_sizes(x.shape, g.shape[:2] + (0, 0), geom)
+        k += bool(ones)
+        return [Part("unfold", {"geom": geom, "ones_row": ones}, (("in", 0),), (n, k, length)),
+                Part("reshape", {}, (("in", 1),), (n, oc, length)),
+                Part("matmul", {"transpose": "columns"}, (("step", 1), ("step", 0)), (n, oc, k)),
+                Part("sum", {"dim": 0}, (("step", 2),), (oc, k))]
+
+
 @_accepts_unbatched
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups=1) -> Tensor:
     """2-D cross-correlation, as `torch.nn.functional.conv2d`.
 
     input (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) -> (N, OC, OH, OW).
-    Computed as im2col (`unfold`) and one matrix product per group. Its gradient is
-    theirs (see MatMul and Unfold): the weight gradient is the output gradient times the
-    columns' transpose, the input gradient is the weight's transpose times the output
-    gradient, folded back by col2im. When the input does not require grad, no column
-    gradient and no col2im run.
+    With groups=1 one op (`Conv2d`): im2col and a matrix product per chunk of output rows,
+    the batch innermost in memory; its gradients are `ConvTranspose2d` (the input's, only
+    when the input requires grad) and `Conv2dWeight`. With groups > 1, im2col (`unfold`)
+    and one batched matrix product per group, differentiated through theirs.
     """
     _check_4d("conv2d", input)
     if weight.ndim != 4:
@@ -205,13 +320,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     saved = _saved_for_backward(input=(input, weight.requires_grad), weight=(weight, input.requires_grad))
     with op_scope("conv2d", saved, stride=geom[1], padding=geom[2], dilation=geom[3], groups=groups):
         if groups == 1:
-            # (OC, C*KH*KW [+1]) @ (N, C*KH*KW [+1], L) -> (N, OC, L); the bias rides along
-            # as the weight's last column times a row of ones in the columns
-            w = weight.reshape(oc, -1)
-            if bias is not None:
-                w = cat([w, bias.reshape(oc, 1)], dim=1)
-            cols = Unfold.apply(input, geom=geom, ones_row=bias is not None, batch_inner=True)
-            return (w @ cols).reshape(n, oc, oh, ow)
+            return Conv2d.apply(input, weight, bias, geom=geom)
         cols = Unfold.apply(input, geom=geom).reshape(n, groups, cg * kh * kw, oh * ow)
         out = (weight.reshape(groups, oc // groups, -1) @ cols).reshape(n, oc, oh, ow)  # (N, G, OC/G, L)
         return out if bias is None else out + bias.reshape(1, oc, 1, 1)
@@ -298,30 +407,56 @@ def _flat_indices(shape, geom, arg):
     return rows * shape[3] + cols
 
 
+class AvgPool2d(Function):
+    """Mean over windows (`kernels.avg_pool`); `count` is each window's divisor. Backward: `AvgPoolScatter`."""
+
+    SAVES = {0: (0,)}  # as PyTorch's avg_pool2d, whose backward takes the input
+
+    def forward(self, x, geom, count):
+        kernel, stride, padding, _, out_hw = geom
+        return kernels.avg_pool(x, kernel, stride, padding, out_hw, count)
+
+    def backward(self, g):
+        return AvgPoolScatter.apply(g, shape=self.inputs[0].shape, geom=self.attrs["geom"], count=self.attrs["count"])
+
+
+class AvgPoolScatter(Function):
+    """(N, C, OH, OW) -> (N, C, H, W): each value divided by its window's count and added over
+    the window, the adjoint of `AvgPool2d`. Backward: `AvgPool2d`."""
+
+    def forward(self, g, shape, geom, count):
+        kernel, stride, padding, _, _ = geom
+        return kernels.avg_pool_scatter(g, shape, kernel, stride, padding, count)
+
+    def backward(self, gg):
+        return AvgPool2d.apply(gg, geom=self.attrs["geom"], count=self.attrs["count"])
+
+
+def _window_counts(shape, geom, count_include_pad, dtype):
+    """How many positions each window averages: (1, 1, OH, OW), or one number when all are equal.
+    With count_include_pad the padding counts, but not the extra rows/cols that ceil_mode adds."""
+    kernel, stride, ((t, b), (left, r)), _, out_hw = geom
+    h, w = shape[2:]
+    ph, pw = (t, left) if count_include_pad else (0, 0)
+    mask = np.zeros((1, 1, h + t + b, w + left + r), dtype=dtype)
+    mask[:, :, t - ph:t + h + ph, left - pw:left + w + pw] = 1
+    count = kernels.avg_pool(mask, kernel, stride, ((0, 0), (0, 0)), out_hw, 1)  # window sums
+    return count.flat[0] if (count == count.flat[0]).all() else count
+
+
 @_accepts_unbatched
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> Tensor:
     """Average pooling, as `torch.nn.functional.avg_pool2d`: (N, C, H, W) -> (N, C, OH, OW).
 
-    A sum of the kernel-offset slices of the zero-padded input, divided by each window's
-    count (of padded positions too when `count_include_pad`).
+    Each window's sum over the zero-padded input, divided by its count (of padded
+    positions too when `count_include_pad`); one op (`AvgPool2d`), its gradient another.
     """
     geom = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
-    kernel, stride, pads, dilation, out_hw = geom
-    (t, b), (left, r) = pads
-    # how many positions each window counts: the padded input (not the ceil_mode extra) or the input only
-    h, w = input.shape[2:]
-    ph, pw = (t, left) if count_include_pad else (0, 0)
-    mask = np.zeros((1, 1, h + t + b, w + left + r), dtype=input.dtype)
-    mask[:, :, t - ph:t + h + ph, left - pw:left + w + pw] = 1
-    count = kernels.window_sum(mask, kernel, stride, dilation, out_hw)
-    saved = _saved_for_backward(input=(input, input.requires_grad))
-    with op_scope("avg_pool2d", saved, kernel_size=kernel, stride=stride, padding=pads):
-        xp = pad(input, (left, r, t, b))
-        total = None
-        for _, _, rows, cols in kernels.offset_slices(kernel, stride, dilation, out_hw):
-            v = xp[:, :, rows, cols]
-            total = v if total is None else total + v
-        return total / Tensor._constant(count)
+    if input.dtype.kind != "f":
+        raise DTypeError(f"avg_pool2d: input must be floating point, got dtype {input.dtype}")
+    count = _window_counts(input.shape, geom, count_include_pad, input.dtype)
+    with op_scope("avg_pool2d", kernel_size=geom[0], stride=geom[1], padding=geom[2]):
+        return AvgPool2d.apply(input, geom=geom, count=count)
 
 
 # ----------------------------------------------------------------------------- activations

@@ -209,24 +209,16 @@ class Neg(Function):
         return -g
 
 
-def _batch_inner(b: np.ndarray) -> bool:
-    """True for an (N, K, L) stack laid out as one (K, L, N) array, as conv2d's columns are."""
-    return b.ndim == 3 and b.shape[0] > 1 and b.transpose(1, 2, 0).flags.c_contiguous
-
-
-def _chunk(length: int, n: int, target: int = 1200) -> int:
-    """The largest divisor c of `length` with c * n <= target (at least 1). Products that
-    contract over about a thousand values ran fastest here (OpenBLAS, 2 cores): 1.0 ms for
-    SimpleConvNet's weight gradient, against 1.3 ms contracting over 100 and 2.0 ms over 2,400."""
-    return next((c for c in range(min(length, target // max(n, 1)), 1, -1) if length % c == 0), 1)
+def _transposed(a: np.ndarray) -> bool:
+    """True for a 2-D array laid out column-major (and not also row-major)."""
+    return a.flags.f_contiguous and not a.flags.c_contiguous
 
 
 class MatMul(Function):
     """`a @ b` with numpy's rules: 2-D, batched (broadcast batch dims) and 1-D vectors.
 
-    A matrix times a stack whose batch is innermost in memory (`_batch_inner`) is computed
-    as one product of the matrix with all the stack's columns side by side; the result
-    keeps the batch inner too. Values are the same as numpy's; only the layout differs.
+    The gradient of a transposed 2-D `a` (say conv features flattened with the batch
+    innermost) is computed transposed, so it comes back in a's layout.
     """
 
     OP_NAME = "matmul"
@@ -242,9 +234,6 @@ class MatMul(Function):
         kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
         if ka != kb:
             raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
-        if a.ndim == 2 and _batch_inner(b):  # (M, K) @ (N, K, L): one (L*N, K) @ (K, M) product
-            n, k, length = b.shape
-            return (b.transpose(1, 2, 0).reshape(k, length * n).T @ a.T).reshape(length, n, -1).transpose(1, 2, 0)
         try:
             return np.matmul(a, b)
         except ValueError:
@@ -252,36 +241,17 @@ class MatMul(Function):
 
     def backward(self, g):
         a, b = self.inputs
-        if a.ndim == 2 and _batch_inner(b.data):
-            return self._batch_inner_backward(g)
         a2 = a.unsqueeze(0) if a.ndim == 1 else a
         b2 = b.unsqueeze(-1) if b.ndim == 1 else b
         g2 = g.unsqueeze(-1) if b.ndim == 1 else g
         g2 = g2.unsqueeze(-2) if a.ndim == 1 else g2
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = g2 @ b2.mT
+            ga = (b2 @ g2.mT).mT if a.ndim == b.ndim == 2 and _transposed(a.data) else g2 @ b2.mT
             ga = unbroadcast(ga.squeeze(-2) if a.ndim == 1 else ga, a.shape)
         if self.needs_input_grad[1]:
             gb = a2.mT @ g2
             gb = unbroadcast(gb.squeeze(-1) if b.ndim == 1 else gb, b.shape)
-        return ga, gb
-
-    def _batch_inner_backward(self, g):
-        """The adjoint of forward's one-product path: (M, K) @ (N, K, L) laid out (K, L, N),
-        and g (N, M, L) laid out (L, N, M) as forward made it. All reshapes below are views then."""
-        a, b = self.inputs
-        (n, k, length), m = b.shape, a.shape[0]
-        ga = gb = None
-        if self.needs_input_grad[0]:
-            # the sum over n of g[n] @ b[n].mT, as L / c products that each contract over c
-            # positions of the whole batch: (L/c, K, c*N) @ (L/c, c*N, M)
-            c = _chunk(length, n)
-            bc = b.permute(1, 2, 0).reshape(k, length // c, c * n).permute(1, 0, 2)
-            ga = (bc @ g.permute(2, 0, 1).reshape(length // c, c * n, m)).sum(0).mT
-        if self.needs_input_grad[1]:
-            # one (K, M) @ (M, L*N) product, laid out (K, L, N) like b
-            gb = (a.mT @ g.permute(1, 2, 0).reshape(m, length * n)).reshape(k, length, n).permute(2, 0, 1)
         return ga, gb
 
 

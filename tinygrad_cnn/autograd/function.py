@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -73,6 +74,18 @@ class TensorMeta:
         return f"TensorMeta(shape={self.shape}, dtype={self.dtype}" + (f", name={self.name!r})" if self.name else ")")
 
 
+class Part(NamedTuple):
+    """One step that a fused op computes, as the op describes it for drawing (`Function.parts`):
+    `op` names it (unfold, matmul, ...), `inputs` are ("in", i) for the fused op's input i or
+    ("step", j) for the output of its step j, and `shape` is the step's output shape. The last
+    step's output is the fused op's output."""
+
+    op: str
+    attrs: dict
+    inputs: tuple
+    shape: tuple
+
+
 class Sources(list):
     """The inputs of an op that ran unrecorded (none of them needs a gradient) inside a
     composite op or a backward rule (conv2d's im2col of the images), with the op's class,
@@ -123,7 +136,9 @@ class Function:
     gradient (input indices, or "out" for the output); their versions are checked before
     backward runs. `IS_VIEW` marks ops whose output may share the input's memory.
     `HEAVY_ATTRS` names the attributes (of `apply`'s keyword arguments) that hold arrays
-    (masks, indices), which the graph drops after backward.
+    (masks, indices), which the graph drops after backward. An op that fuses several steps
+    for speed (conv2d: im2col and a product per chunk) may define `parts()`, a list of
+    `Part`s, so that drawings can show the steps it computes.
     """
 
     SAVES: dict = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import sys
+import weakref
 from collections import defaultdict, deque
 
 import graphviz
@@ -18,6 +19,7 @@ import numpy as np
 
 from .._io import atomic_write
 from ..autograd.function import TensorMeta
+from ..autograd.grad_mode import OpScope
 from ..tensor import Tensor
 
 STYLES = {
@@ -90,6 +92,47 @@ class _Step:
         return self.fn_class().op_name
 
 
+class _PartOp:
+    """One step of a fused op (conv2d: im2col -> matmul, computed in chunks), as the op
+    describes it (`Function.parts`): drawn as an op inside the fused op's cluster, dashed when
+    none of its inputs needs a gradient."""
+
+    def __init__(self, fn, part, inputs, scope, nested):
+        self.op_name, self.attrs, self.inputs = part.op, part.attrs, tuple(inputs)
+        self.modules, self.backward_of, self.scope, self.nested_scopes = fn.modules, fn.backward_of, scope, nested
+        self.unrecorded = not any(i.requires_grad for i in self.inputs)
+
+
+class _PartTensor:
+    """The output of a fused op's step: drawn as the shape on an edge."""
+
+    name = _ctx = _sources = data = grad = None
+    _is_constant = False
+
+    def __init__(self, op, shape, dtype):
+        self.op, self.shape, self.dtype, self.requires_grad = op, tuple(shape), dtype, not op.unrecorded
+
+
+_PARTS = weakref.WeakKeyDictionary()  # fused Function -> its last _PartOp (made once per node)
+
+
+def _fused_producer(fn):
+    """The last step of a fused op, its steps linked by _PartTensors back to the op's inputs."""
+    last = _PARTS.get(fn)
+    if last is None:
+        scope = fn.scope if fn.scope is not None else OpScope(fn.op_name, fn.attrs)
+        nested = fn.nested_scopes if fn.scope is not None else ()
+        parts, outs = fn.parts(), []
+        dtype = next(i.dtype for i in fn.inputs if i is not None)
+        for n, part in enumerate(parts):
+            inputs = [fn.inputs[j] if kind == "in" else outs[j] for kind, j in part.inputs]
+            last = _PartOp(fn, part, inputs, scope, nested)
+            if n < len(parts) - 1:
+                outs.append(_PartTensor(last, part.shape, dtype))
+        _PARTS[fn] = last
+    return last
+
+
 def _key(t) -> int:
     """One id per tensor, whether a node holds it or (after backward) its TensorMeta."""
     if type(t) is TensorMeta:
@@ -102,8 +145,10 @@ def _key(t) -> int:
 def _producer(t):
     """The op that made t: its Function, an unrecorded step of a composite op or backward rule,
     or None (a leaf)."""
+    if isinstance(t, _PartTensor):
+        return t.op
     if t._ctx is not None:
-        return t._ctx
+        return _fused_producer(t._ctx) if hasattr(t._ctx, "parts") else t._ctx
     if getattr(t._sources, "op", None) is not None:
         return _Step(t._sources)
     return None
@@ -202,9 +247,14 @@ def _place(op, expanded) -> tuple:
     clusters = []
     for s in _scopes(op):
         if not expanded(s.name):
-            return id(s), "step" if isinstance(op, _Step) else "op", s.name, s.attrs, op.modules, tuple(clusters)
+            return id(s), _op_kind(op), s.name, s.attrs, op.modules, tuple(clusters)
         clusters.append((id(s), (s.name, ", ".join(_attr_lines(s.attrs))), "scope"))
-    return id(op), "step" if isinstance(op, _Step) else "op", _op_label(op), op.attrs, op.modules, tuple(clusters)
+    return id(op), _op_kind(op), _op_label(op), op.attrs, op.modules, tuple(clusters)
+
+
+def _op_kind(op) -> str:
+    """"step" (dashed) for an op that ran unrecorded, else "op"."""
+    return "step" if isinstance(op, _Step) or getattr(op, "unrecorded", False) else "op"
 
 
 def _expandable(producer) -> set:

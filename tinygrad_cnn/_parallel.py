@@ -1,0 +1,92 @@
+"""Chunks of numpy work on a few threads: one per core, each with a one-thread OpenBLAS.
+
+numpy releases the GIL in its copies, ufunc loops and matrix products, so threads that
+each take a share of conv2d's row chunks (im2col copy, then the product) run on all
+cores at once. Each such thread asks numpy's OpenBLAS for one thread of its own
+(`openblas_set_num_threads_local`, OpenBLAS >= 0.3.27, thread-local), so that the
+chunks, not OpenBLAS, share the cores. Chunks go to threads in a fixed order (thread k
+takes chunks k, k + T, ...), so results that sum over chunks are the same in every run.
+
+Where that OpenBLAS function is not found, or `TINYGRAD_CNN_THREADS=1`, everything runs
+on the calling thread. `TINYGRAD_CNN_THREADS=n` sets the number of threads.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
+
+
+def _blas_local_threads():
+    """numpy's OpenBLAS `openblas_set_num_threads_local(n) -> previous`, or None."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs", "*openblas*")
+    for path in sorted(glob.glob(libs)):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_set_local = _blas_local_threads()
+THREADS = (int(os.environ.get("TINYGRAD_CNN_THREADS", "0")) or _cores()) if _set_local else 1
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _one_blas_thread():
+    _set_local(1)
+
+
+def _get_pool(size: int) -> ThreadPoolExecutor:
+    """The worker threads (made once, remade larger if THREADS grew)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool_size < size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(size, thread_name_prefix="tinygrad_cnn", initializer=_one_blas_thread)
+            _pool_size = size
+        return _pool
+
+
+def _forget_pool():
+    """In a forked child the pool's threads do not exist: start without them."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def split(work, items: list, threads: int | None = None) -> list:
+    """[work(items[0::T]), ..., work(items[T-1::T])] with T = min(threads, len(items)), each
+    call on its own thread (the first on the calling thread). `work` is called once per
+    thread, so it can hold scratch buffers for its share. T = 1: one call, here."""
+    t = max(1, min(THREADS if threads is None else threads, len(items)))
+    if t == 1 or _set_local is None:
+        return [work(items)]
+    pool = _get_pool(t - 1)
+    futures = [pool.submit(work, items[k::t]) for k in range(1, t)]
+    previous = _set_local(1)  # this thread's products run on one OpenBLAS thread too, meanwhile
+    try:
+        first = work(items[0::t])
+    finally:
+        _set_local(previous)
+        wait(futures)  # none left running, even when work raised here
+    return [first] + [f.result() for f in futures]

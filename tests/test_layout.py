@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import tinygrad_cnn.functional as F
 from tinygrad_cnn import Tensor, grad, gradcheck, gradgradcheck, kernels
+from tinygrad_cnn.functional._utils import _geometry
 from tinygrad_cnn.ops import _max0
 
 CHWN = (1, 2, 3, 0)  # memory order of conv2d's output: (C, H, W, N) outermost to innermost
@@ -153,7 +154,7 @@ def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypa
     from tinygrad_cnn import _parallel
     monkeypatch.setattr(_parallel, "THREADS", threads)
     x, w = rng.standard_normal((3, 2, 21, 7)), rng.standard_normal((4, 2, 3, 3))
-    geom = F._geometry("conv2d", x.shape, (3, 3), kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1))
+    geom = _geometry("conv2d", x.shape, (3, 3), kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1))
     g = rng.standard_normal((3, 4, *geom[-1]))
     cols = np.matmul(w.reshape(4, -1).T, g.reshape(3, 4, -1))  # (N, C*KH*KW, L), the standard layout
     expect = kernels.fold(cols, x.shape, *geom)

@@ -16,6 +16,7 @@ from .autograd.function import Function, TensorMeta, version_counter  # noqa: F4
 from .autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad, op_scope,  # noqa: F401
                                  set_grad_enabled)
 from .errors import DTypeError, ShapeError, dim_out_of_range
+from .tensor_inplace import InPlaceMethods
 
 def _shape_arg(shape) -> tuple:
     """(2, 3), [2, 3] or 2, 3 as a tuple of ints."""
@@ -33,7 +34,7 @@ def _dim_arg(dim, axis, keepdim, keepdims):
     return dim, bool(keepdim if keepdims is None else keepdims)
 
 
-class Tensor:
+class Tensor(InPlaceMethods):
     """An n-dimensional array that records the ops applied to it.
 
     `Tensor(data, requires_grad=False, dtype=None, name=None)`: data is a scalar, nested
@@ -378,65 +379,6 @@ class Tensor:
     def minimum(self, other):
         """Elementwise min of two tensors (ties share the gradient), broadcasting."""
         return ops.binary(ops.Minimum, self, other)
-
-    # --- in place (PyTorch's rules: the result must cast to self's dtype and fit self's shape)
-    def _inplace(self, cls, other, op: str) -> "Tensor":
-        other = ops.as_tensor(other, self)
-        dt = dtypes.result_type(self, other)
-        if not dtypes.can_cast(dt, self.dtype):
-            raise DTypeError(f"{op}: result type {dt} can't be cast to the desired output type {self.dtype}")
-        if other.dtype != dt and not other.requires_grad:
-            other = Tensor._constant(other.data.astype(dt))
-        return cls.apply_inplace(self, other)
-
-    def add_(self, other, alpha=1):
-        """self += alpha * other, in place; returns self."""
-        return self._inplace(ops.Add, other if alpha == 1 else other * alpha, "add_")
-
-    def sub_(self, other, alpha=1):
-        """self -= alpha * other, in place; returns self."""
-        return self._inplace(ops.Sub, other if alpha == 1 else other * alpha, "sub_")
-
-    def mul_(self, other):
-        """self *= other, in place; returns self."""
-        return self._inplace(ops.Mul, other, "mul_")
-
-    def div_(self, other):
-        """self /= other, in place (a floating tensor only); returns self."""
-        if self.dtype.kind != "f":
-            raise DTypeError(f"div_: result type {dtypes.get_default_dtype()} can't be cast to the desired output "
-                             f"type {self.dtype}")
-        return self._inplace(ops.Div, other, "div_")
-
-    __iadd__, __isub__, __imul__, __itruediv__ = add_, sub_, mul_, div_
-
-    def zero_(self):
-        """Fill with 0, in place; returns self."""
-        return self.fill_(0)
-
-    def fill_(self, value):
-        """Fill with `value` (a number or a one-element tensor), in place; returns self."""
-        return self.copy_(ops.as_tensor(value, self).reshape(()).expand(*self.shape))
-
-    def copy_(self, src):
-        """Copy `src` (broadcast to self's shape, cast to self's dtype) into self; returns self."""
-        src = ops.as_tensor(src, self)
-        if src.dtype != self.dtype:
-            src = src.to(self.dtype) if src.requires_grad else Tensor._constant(src.data.astype(self.dtype))
-        return ops.Copy.apply_inplace(self, src)
-
-    def clamp_(self, min=None, max=None):
-        """Clamp to [min, max] (numbers), in place; returns self."""
-        dt = dtypes.result_type(self, *[v for v in (min, max) if v is not None])
-        if not dtypes.can_cast(dt, self.dtype):
-            raise DTypeError(f"clamp_: result type {dt} can't be cast to the desired output type {self.dtype}")
-        return ops.Clamp.apply_inplace(self, lo=min, hi=max)
-
-    def __setitem__(self, index, value):
-        value = ops.as_tensor(value, self)
-        if value.dtype != self.dtype:
-            value = value.to(self.dtype) if value.requires_grad else Tensor._constant(value.data.astype(self.dtype))
-        ops.SetItem.apply_inplace(self, value, steps=ops.torch_index(index))
 
     # --- comparisons: not differentiable, give bool tensors
     def _compare(self, other, fn):

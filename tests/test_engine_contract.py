@@ -266,3 +266,17 @@ def test_deepcopy_of_a_leaf_and_refusal_of_a_non_leaf():
         copy.deepcopy(w * 2)
     with pytest.raises(RuntimeError):
         copy.deepcopy(torch.ones(2, requires_grad=True) * 2)
+
+
+def test_a_view_gradient_nothing_else_holds_is_adopted_and_stays_private():
+    lin = tc.nn.Linear(3, 2)
+    x = Tensor(np.ones((4, 3), np.float32))
+    lin(x).sum().backward()  # weight.T's gradient, transposed back: a view of a fresh array
+    g = lin.weight.grad
+    assert g.data.flags.writeable and g.shape == (2, 3)
+    np.testing.assert_allclose(g.data, 4.0)
+    lin(x).sum().backward()
+    assert lin.weight.grad is g and np.allclose(g.data, 8.0)  # accumulated into the same tensor
+    other = Tensor(np.zeros((3, 2), np.float32), requires_grad=True)
+    (other.T * 1.0).sum().backward()
+    assert not np.shares_memory(other.grad.data, lin.weight.grad.data)

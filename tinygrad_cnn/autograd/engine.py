@@ -87,8 +87,9 @@ class _Grads:
             arr = g.data
             if self.create_graph:  # a copy in the graph: the graph may have saved g itself
                 g = g.clone()
-            elif arr.base is not None or id(arr) in self.taken or not arr.flags.writeable:
-                g = Tensor._make(arr.copy())
+            elif id(arr) in self.taken or not arr.flags.writeable or (
+                    arr.base is not None and _owner_refcount(arr) != _SOLE_OWNER_REFCOUNT):
+                g = Tensor._make(arr.copy())  # a view whose memory is also another array's: copy
             else:
                 g = Tensor._make(arr)
             self.taken.add(id(g.data))

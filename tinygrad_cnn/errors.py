@@ -5,6 +5,7 @@ indices out of range, where numpy-style code expects ValueError or TypeError. Ea
 here derives from both, so `except RuntimeError` (PyTorch-style) and `except ValueError`
 (existing code) catch the same error.
 """
+import numpy as np
 
 
 class InvalidArgumentError(RuntimeError, ValueError):
@@ -21,6 +22,15 @@ class IndexOutOfRangeError(IndexError, ValueError):
 
 class DTypeError(RuntimeError, TypeError):
     """Operands of dtypes that an op does not accept together (PyTorch raises RuntimeError)."""
+
+
+def normalize_dim(dim, ndim: int, op: str) -> int:
+    """`dim` as a non-negative axis of a tensor with `ndim` dimensions (a 0-d tensor takes 0 or -1,
+    as PyTorch's do); IndexOutOfRangeError otherwise."""
+    n = max(ndim, 1)
+    if not isinstance(dim, (int, np.integer)) or not -n <= dim < n:
+        raise dim_out_of_range(op, dim, ndim)
+    return int(dim) % n
 
 
 def dim_out_of_range(op: str, dim, ndim: int) -> IndexOutOfRangeError:

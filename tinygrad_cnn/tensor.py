@@ -15,7 +15,7 @@ from ._device import device, parse_to  # noqa: F401  (device is re-exported)
 from .autograd.function import Function, TensorMeta, version_counter  # noqa: F401  (re-exported)
 from .autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad, op_scope,  # noqa: F401
                                  set_grad_enabled)
-from .errors import DTypeError, ShapeError, dim_out_of_range
+from .errors import DTypeError, ShapeError, normalize_dim
 from .tensor_inplace import InPlaceMethods
 
 def _shape_arg(shape) -> tuple:
@@ -179,10 +179,7 @@ class Tensor(InPlaceMethods):
         return self.transpose(-2, -1)
 
     def _dim(self, dim, op: str) -> int:
-        n = max(self.ndim, 1)
-        if not isinstance(dim, (int, np.integer)) or not -n <= dim < n:
-            raise dim_out_of_range(op, dim, self.ndim)
-        return int(dim) % n
+        return normalize_dim(dim, self.ndim, op)
 
     # --- Python protocols
     def __len__(self):
@@ -660,10 +657,7 @@ class Tensor(InPlaceMethods):
 
     def unsqueeze(self, dim):
         """A size-1 dimension inserted at `dim`."""
-        n = self.ndim + 1
-        if not isinstance(dim, (int, np.integer)) or not -n <= dim < n:
-            raise dim_out_of_range("unsqueeze", dim, n)
-        d = int(dim) % n
+        d = normalize_dim(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(*self.shape[:d], 1, *self.shape[d:])
 
     def expand(self, *shape):

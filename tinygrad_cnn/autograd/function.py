@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import ShapeError
 from .grad_mode import state
 
 
@@ -187,7 +188,7 @@ class Function:
             ref = weakref.ref(fn)
             for t in inputs:
                 if t is not None and (t._ctx is not None or not t.requires_grad):  # parameters are never rebased
-                    _add_consumer(t, ref)
+                    _add_weak(t, "_consumers", ref)
         elif st.grad_enabled and (st.op_stack or st.backward_of is not None):
             # no input needs grad, inside a composite op or a create_graph backward rule: kept for drawing
             out._sources = Sources.record(cls, inputs, attrs, st)
@@ -318,10 +319,6 @@ def _add_weak(t, attr: str, ref) -> None:
         refs[:] = [r for r in refs if r() is not None]
 
 
-def _add_consumer(t, ref) -> None:
-    _add_weak(t, "_consumers", ref)
-
-
 def _consumers(t):
     return [fn for fn in (r() for r in t._consumers or ()) if fn is not None and not fn.freed]
 
@@ -339,7 +336,6 @@ class _no_recording:
 def _write_into(target, result: np.ndarray) -> None:
     """Copy an in-place op's result into target's memory and bump its version."""
     if result.shape != target.shape:
-        from ..errors import ShapeError
         raise ShapeError(f"in-place op: the result has shape {result.shape}, which does not fit the tensor's "
                          f"shape {target.shape} (broadcasting may not grow the tensor changed in place)")
     if not target.data.flags.writeable:
@@ -366,22 +362,16 @@ def _split_history(target, cls, others) -> tuple:
     replaced). `old` holds a copy of the values when the op's backward reads them, as
     PyTorch keeps the original self. Where target is also another operand that backward
     reads (x.mul_(x)), that operand shares target's version, so backward refuses, as PyTorch's does."""
-    from ..tensor import Tensor
-    req = [target.requires_grad] + [o is not None and (o is target or o.requires_grad) for o in others]
-    reads = set()
-    for i, need in enumerate(req):
-        if need:
-            reads.update(cls.SAVES.get(i, ()))
-    old = Tensor._make(target.data.copy() if 0 in reads else target.data, target.requires_grad)
-    if 0 not in reads:
-        old._vc = version_counter(target)
-    old._ctx, old.name = target._ctx, target.name
+    req = (target.requires_grad, *(o is not None and (o is target or o.requires_grad) for o in others))
+    reads = _saved_keys(cls, req)
+    old = Tensor._make(target.data.copy()) if 0 in reads else target.detach()  # detach: same memory, same version
+    old._ctx, old.name, old.requires_grad = target._ctx, target.name, target.requires_grad
     if old._ctx is not None:
         old._ctx._out = weakref.ref(old)
     for fn in _consumers(target):
         fn.inputs = tuple(old if t is target else t for t in fn.inputs)
     old._consumers, target._consumers = target._consumers, None
-    return old, [_alias(target) if o is target and i + 1 in reads else old if o is target else o
+    return old, [target.detach() if o is target and i + 1 in reads else old if o is target else o
                  for i, o in enumerate(others)]
 
 
@@ -392,14 +382,6 @@ def _undo_split(target, old) -> None:
     target._consumers = old._consumers
     if target._ctx is not None:
         target._ctx._out = weakref.ref(target)
-
-
-def _alias(target):
-    """target's memory and version counter under another name (see _split_history)."""
-    from ..tensor import Tensor
-    t = Tensor._make(target.data)
-    t._vc = version_counter(target)
-    return t
 
 
 def _mark_stale_views(base) -> None:

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from .. import kernels
-from ..errors import DTypeError, InvalidArgumentError, ShapeError, dim_out_of_range
+from ..errors import DTypeError, InvalidArgumentError, ShapeError
 from ..tensor import Tensor, is_grad_enabled
 
 
@@ -74,12 +72,6 @@ def _geometry(name, shape, kernel, stride, padding, dilation, ceil_mode=False):
     out_hw = tuple(kernels.output_size(size, k, s, lo, hi, d, ceil_mode)
                    for size, k, s, (lo, hi), d in zip((h, w), kernel, stride, padding, dilation))
     return kernel, stride, padding, dilation, out_hw
-
-
-def _check_dim(name, input, dim):
-    if not isinstance(dim, (int, np.integer)) or not -max(input.ndim, 1) <= dim < max(input.ndim, 1):
-        raise dim_out_of_range(name, dim, input.ndim)
-    return int(dim) % max(input.ndim, 1)
 
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import normalize_dim
 from ..ops import stack, where
 from ..tensor import Function, Tensor, op_scope
-from ._utils import _check_dim
 
 
 def relu(input: Tensor) -> Tensor:
@@ -61,12 +61,12 @@ class Softmax(Function):
 
 def softmax(input: Tensor, dim: int) -> Tensor:
     """exp(x) / sum(exp(x)) along `dim` (shifted by the max: no overflow)."""
-    return Softmax.apply(input, dim=_check_dim("softmax", input, dim))
+    return Softmax.apply(input, dim=normalize_dim(dim, input.ndim, "softmax"))
 
 
 def log_softmax(input: Tensor, dim: int) -> Tensor:
     """x - logsumexp(x) along `dim`, computed stably."""
-    return LogSoftmax.apply(input, dim=_check_dim("log_softmax", input, dim))
+    return LogSoftmax.apply(input, dim=normalize_dim(dim, input.ndim, "log_softmax"))
 
 
 def _log_sigmoids(input: Tensor) -> tuple:

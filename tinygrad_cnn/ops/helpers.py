@@ -7,7 +7,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import dtypes
-from ..errors import InvalidArgumentError, ShapeError, dim_out_of_range
+from ..errors import InvalidArgumentError, ShapeError, normalize_dim
 from ..tensor import Tensor
 
 
@@ -68,14 +68,12 @@ def norm_dims(dim, ndim: int, op: str):
     dims = (dim,) if isinstance(dim, (int, np.integer)) else None if dim is None else tuple(dim)
     if not dims:  # None, or an empty list of dims: all of them, as PyTorch
         return tuple(range(ndim))
-    n = max(ndim, 1)
     out = []
     for d in dims:
-        if not isinstance(d, (int, np.integer)) or not -n <= d < n:
-            raise dim_out_of_range(op, d, ndim)
-        if int(d) % n in out:
-            raise InvalidArgumentError(f"{op}: dim {int(d) % n} appears more than once in the list of dims {dims}")
-        out.append(int(d) % n)
+        d = normalize_dim(d, ndim, op)
+        if d in out:
+            raise InvalidArgumentError(f"{op}: dim {d} appears more than once in the list of dims {dims}")
+        out.append(d)
     return tuple(sorted(out)) if ndim else ()
 
 

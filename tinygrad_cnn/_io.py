@@ -177,13 +177,19 @@ def atomic_write(path, data: bytes) -> None:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_arrays(path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Save named arrays as an uncompressed .npz (what `np.load` reads), atomically.
-    Object arrays are refused: a checkpoint holds numbers only."""
-    with atomic_open(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+def write_npz(f, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write named arrays to the binary file object f as an uncompressed .npz (what `np.load`
+    reads). Object arrays are refused: it holds numbers only."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
         for name, a in arrays.items():
             with z.open(name + ".npy", "w", force_zip64=True) as entry:
                 np.lib.format.write_array(entry, np.asanyarray(a), allow_pickle=False)
+
+
+def save_arrays(path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Save named arrays as an uncompressed .npz (`write_npz`), atomically."""
+    with atomic_open(path) as f:
+        write_npz(f, arrays)
 
 
 def _read_npz(path) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ._device import device_type
-from ._io import save_arrays
+from ._io import save_arrays, write_npz
 from .tensor import Tensor
 
 STRUCTURE = "__structure__"  # the archive member that describes how the arrays nest
@@ -69,12 +69,9 @@ def save(obj, f) -> None:
     structure = json.dumps(_encode(obj, arrays, "the top level"))
     arrays[STRUCTURE] = np.frombuffer(structure.encode(), dtype=np.uint8)
     if hasattr(f, "write"):
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-            for name, a in arrays.items():
-                with z.open(name + ".npy", "w", force_zip64=True) as entry:
-                    np.lib.format.write_array(entry, a, allow_pickle=False)
-        return
-    save_arrays(f, arrays)
+        write_npz(f, arrays)
+    else:
+        save_arrays(f, arrays)
 
 
 def load(f, map_location=None, weights_only=True, **kwargs):

@@ -65,6 +65,70 @@ def test_backward_frees_activations_but_keeps_what_drawing_needs():
         loss.backward()
 
 
+def _conv_block(x, w1, w2):
+    """conv, relu, conv, relu, max-pool, with weak references to the two conv outputs."""
+    F = tc.nn.functional
+    h1 = F.conv2d(x, w1, padding=1)
+    h2 = F.conv2d(F.relu(h1), w2, padding=1)
+    return F.max_pool2d(F.relu(h2), 2), weakref.ref(h1), weakref.ref(h2)
+
+
+def test_a_node_does_not_keep_inputs_its_backward_does_not_read():
+    # ReLU's backward reads its own mask, not its input: as in PyTorch, the conv outputs it
+    # consumed are freed at once, and only shapes stay in the graph
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((4, 2, 8, 8)))
+    w1 = Tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    w2 = Tensor(rng.standard_normal((3, 3, 3, 3)), requires_grad=True)
+    out, h1, h2 = _conv_block(x, w1, w2)
+    gc.collect()
+    assert h1() is None and h2() is None
+    out.sum().backward()
+    # the same gradients with every activation kept by the caller
+    w1b, w2b = Tensor(w1.data, requires_grad=True), Tensor(w2.data, requires_grad=True)
+    F = tc.nn.functional
+    k1 = F.conv2d(x, w1b, padding=1)
+    k2 = F.conv2d(F.relu(k1), w2b, padding=1)
+    F.max_pool2d(F.relu(k2), 2).sum().backward()
+    np.testing.assert_allclose(w1.grad.data, w1b.grad.data, rtol=1e-12)
+    np.testing.assert_allclose(w2.grad.data, w2b.grad.data, rtol=1e-12)
+    assert "relu" in draw_graph(out).source
+
+
+@needs_torch
+@pytest.mark.parametrize("alive", [True, False])
+def test_a_tensor_held_whole_by_one_node_and_as_shape_by_others_gets_one_gradient(alive):
+    # y is read by y * y's backward but not by relu's or add's; whether the caller still
+    # holds y or not, its gradient is the sum over all three uses, and y's node runs once
+    def run(lib):
+        a = lib.tensor([[0.5, -1.0, 2.0], [1.5, -0.3, 0.7]], requires_grad=True)
+        y = a * 3.0
+        u, v = y.relu(), y + 1.0
+        w = y * y
+        kept = y if alive else None
+        del y
+        (u * 2.0 + v * v + w).sum().backward()
+        return a.grad.numpy() if lib is torch else a.grad.data, kept
+
+    ours, kept = run(tc)
+    np.testing.assert_allclose(ours, run(torch)[0], rtol=1e-6)
+    if alive:
+        assert kept.grad is None  # a non-leaf keeps no .grad unless it retains it
+
+
+def test_grad_of_an_intermediate_that_its_consumers_hold_as_shape():
+    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    h = x * 2.0
+    h.retain_grad()
+    y = (h.relu() + h.sigmoid()).sum()  # relu and add keep only h's shape
+    (gh,) = grad(y, [h], retain_graph=True)
+    s = 1 / (1 + np.exp(-h.data))
+    np.testing.assert_allclose(gh.data, (h.data > 0) + s * (1 - s))
+    y.backward()
+    np.testing.assert_allclose(h.grad.data, gh.data)
+    np.testing.assert_allclose(x.grad.data, 2 * gh.data)
+
+
 def test_the_graph_of_a_kept_loss_holds_no_array_of_the_batch():
     net = SimpleConvNet()
     x = np.random.default_rng(0).random((8, 1, 28, 28)).astype(np.float32)

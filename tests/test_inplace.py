@@ -1,5 +1,7 @@
 """In-place changes and version counters, against PyTorch: each scenario runs in both
 libraries, and either both raise or both give the same gradients."""
+import os
+
 import numpy as np
 import pytest
 from helpers import needs_torch, torch
@@ -361,7 +363,7 @@ values = st.lists(st.floats(-1.5, 1.5, allow_nan=False), min_size=9, max_size=9)
 
 
 @needs_torch
-@settings(max_examples=150)
+@settings(max_examples=int(os.environ.get("INPLACE_EXAMPLES", "150")))
 @given(st.lists(step, min_size=1, max_size=10), values)
 def test_random_graphs_with_inplace_changes_match_pytorch(steps, vals):
     assert_same_outcome(random_graph(steps, vals))

@@ -9,11 +9,13 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..tensor import Tensor
+from .function import TensorMeta, resolve
 from .grad_mode import state
 
 
 def _topo_order(roots):
-    """Tensors that need a gradient, every one after all the tensors it was made from."""
+    """Tensors that need a gradient, every one after all the tensors it was made from. A node
+    may hold an input as its TensorMeta (`resolve`): the live tensor where there is one."""
     order, seen = [], set()
     stack = [(r, False) for r in roots]
     while stack:
@@ -27,8 +29,10 @@ def _topo_order(roots):
         stack.append((t, True))
         if t._ctx is not None:
             for inp in t._ctx.inputs:
-                if inp is not None and inp.requires_grad and id(inp) not in seen:
-                    stack.append((inp, False))
+                if inp is not None and inp.requires_grad:
+                    inp = resolve(inp)
+                    if id(inp) not in seen:
+                        stack.append((inp, False))
     return order
 
 
@@ -134,8 +138,8 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
                 continue
             if id(t) in captured:
                 captured[id(t)] = g
-            if capture is None and (t._ctx is None or t._retains_grad):
-                sink.store(t, g)
+            if capture is None and (t._ctx is None or t._retains_grad) and type(t) is not TensorMeta:
+                sink.store(t, g)  # (a TensorMeta's tensor is gone: nobody can read its .grad)
             ctx = t._ctx
             if ctx is None:
                 continue
@@ -155,11 +159,11 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
             for inp, gi in zip(ctx.inputs, in_grads):
                 if gi is None or inp is None or not inp.requires_grad:
                     continue
-                gd, d = gi.data, inp.data
+                gd, d = gi.data, (inp if type(inp) is TensorMeta else inp.data)
                 assert gd.shape == d.shape, f"{ctx.name}.backward gave shape {gd.shape} for input {d.shape}"
                 if gd.dtype != d.dtype:  # every gradient in its tensor's dtype
                     gi = gi.to(d.dtype)
-                k = id(inp)
+                k = id(resolve(inp))
                 grads[k] = grads[k] + gi if k in grads else gi
             in_grads = gi = gd = g = None  # hold no gradient past its use (see _refcounts)
             if not retain_graph:

@@ -1,11 +1,12 @@
 """Function: one differentiable op, a node of the graph; and what a node keeps of its tensors.
 
-A recorded node holds its input Tensors and a weak reference to its output. It notes the
-version of every tensor its backward will read (`SAVES`); an in-place change bumps a
-tensor's version, and backward refuses to use a changed tensor, as PyTorch does. After
-backward (without retain_graph) the node drops what forward saved and keeps only
-`TensorMeta`s of its inputs (shape, dtype, name, the node that made them): enough to draw
-the graph, no arrays.
+A recorded node holds the input Tensors its backward reads (`SAVES`) and a weak reference
+to its output; of every other input it keeps a `TensorMeta` (shape, dtype, name, the node
+that made it), as PyTorch keeps only saved tensors, so that ReLU does not keep a conv's
+output alive. It notes the version of every tensor its backward will read; an in-place
+change bumps a tensor's version, and backward refuses to use a changed tensor, as PyTorch
+does. After backward (without retain_graph) the node drops what forward saved and keeps
+only `TensorMeta`s of all its inputs: enough to draw the graph, no arrays.
 """
 from __future__ import annotations
 
@@ -112,14 +113,31 @@ class Sources(list):
 
 
 def meta(t):
-    """What a freed graph keeps of `t`: a leaf that requires grad (a parameter) or holds at most
-    4 values (a scalar an op made) itself, else a TensorMeta."""
+    """What a graph keeps of `t` where no backward reads its values: a leaf that requires grad
+    (a parameter) or holds at most 4 values (a scalar an op made) itself, else a TensorMeta."""
     if t is None or type(t) is TensorMeta or (t._ctx is None and (t.requires_grad or t.data.size <= 4)):
         return t
     m = t._meta
     if m is None or m._ctx is not t._ctx:
         m = t._meta = TensorMeta(t)
     return m
+
+
+def resolve(t):
+    """The tensor a graph's entry stands for: for a TensorMeta, its tensor while that is alive
+    and still the output of the same node (no in-place op rebased it), else the entry itself.
+    The engine and drawings key tensors by `id(resolve(t))`, so a tensor held by one node and
+    its TensorMeta held by another are one tensor."""
+    if type(t) is TensorMeta:
+        alive = t._ref()
+        if alive is not None and alive._ctx is t._ctx:
+            return alive
+    return t
+
+
+def _stands_for(t, target) -> bool:
+    """True when the graph entry t (a Tensor or TensorMeta) is `target` as it is now."""
+    return t is target or (type(t) is TensorMeta and t._ref() is target and t._ctx is target._ctx)
 
 
 class Function:
@@ -150,6 +168,7 @@ class Function:
     grad_is_free = False  # set by the engine just before it calls backward
     _saved = None  # saved_entry tuples, checked before backward
     backward_of = None  # under create_graph: the node whose backward rule recorded this one
+    reads_output = False  # True when backward reads `self.output` (SAVES has "out")
     scope = None  # the outermost composite op (OpScope) this node is part of
     nested_scopes = ()  # composite ops running inside `scope` (cross_entropy's nll_loss), outer to inner
 
@@ -173,7 +192,10 @@ class Function:
             for t in inputs:
                 if t is not None and t._stale:
                     raise RuntimeError(_STALE_VIEW.format(op=fn.op_name, shape=t.shape))
-            fn.inputs, fn.attrs, fn.freed = inputs, attrs, False
+            reads = _saved_keys(cls, tuple(req))
+            fn.inputs, fn.attrs, fn.freed = _held_inputs(inputs, reads), attrs, False
+            if "out" in reads:
+                fn.reads_output = True
             fn.modules = tuple(st.module_stack)
             ops = st.op_stack
             scope = fn.scope = ops[0] if ops else None
@@ -184,7 +206,7 @@ class Function:
             fn._out = weakref.ref(out)
             out._ctx = fn
             if cls.SAVES or (scope is not None and scope.saved):
-                fn._saved = fn._saved_entries(inputs, out, req, scope)
+                fn._saved = fn._saved_entries(inputs, out, reads, scope)
             ref = weakref.ref(fn)
             for t in inputs:
                 if t is not None and (t._ctx is not None or not t.requires_grad):  # parameters are never rebased
@@ -194,9 +216,9 @@ class Function:
             out._sources = Sources.record(cls, inputs, attrs, st)
         return out
 
-    def _saved_entries(self, inputs, out, req, scope) -> list:
+    def _saved_entries(self, inputs, out, reads: tuple, scope) -> list:
         entries = [saved_entry(out, "output") if k == "out" else saved_entry(inputs[k], f"input {k}")
-                   for k in _saved_keys(type(self), tuple(req)) if k == "out" or inputs[k] is not None]
+                   for k in reads if k == "out" or inputs[k] is not None]
         if scope is not None:
             entries.extend(scope.saved)
         return entries
@@ -286,6 +308,15 @@ _STALE_VIEW = ("{op}: an input of shape {shape} is a view of a tensor that was s
 _SAVED_KEYS: dict = {}
 
 
+def _held_inputs(inputs: tuple, reads: tuple) -> tuple:
+    """The inputs as a new node holds them: as they are where its backward reads them or the
+    node that made them reads its output (Exp's backward reads `self.output`, which only its
+    consumers keep alive), else as `meta` (shape and dtype are all a backward reads of them).
+    `reads`: the input indices (and "out") that backward reads, from `_saved_keys`."""
+    return tuple(t if t is None or i in reads or (t._ctx is not None and t._ctx.reads_output) else meta(t)
+                 for i, t in enumerate(inputs))
+
+
 def _saved_keys(cls, req: tuple) -> tuple:
     """What cls's backward reads when the inputs flagged in `req` want gradients (cached)."""
     keys = _SAVED_KEYS.get((cls, req))
@@ -369,7 +400,7 @@ def _split_history(target, cls, others) -> tuple:
     if old._ctx is not None:
         old._ctx._out = weakref.ref(old)
     for fn in _consumers(target):
-        fn.inputs = tuple(old if t is target else t for t in fn.inputs)
+        fn.inputs = tuple(old if _stands_for(t, target) else t for t in fn.inputs)
     old._consumers, target._consumers = target._consumers, None
     return old, [target.detach() if o is target and i + 1 in reads else old if o is target else o
                  for i, o in enumerate(others)]

@@ -178,21 +178,23 @@ class MatMul(Function):
         if ka != kb:
             raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
         try:
-            return np.matmul(a, b)
+            out = np.matmul(a, b)
         except ValueError:
             raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+        self.a_transposed = a.ndim == b.ndim == 2 and _transposed(a)  # (the node may not keep a)
+        return out
 
     def backward(self, g):
-        a, b = self.inputs
-        a2 = a.unsqueeze(0) if a.ndim == 1 else a
-        b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+        a, b = self.inputs  # each is kept only where the other one's gradient reads it
         g2 = g.unsqueeze(-1) if b.ndim == 1 else g
         g2 = g2.unsqueeze(-2) if a.ndim == 1 else g2
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = (b2 @ g2.mT).mT if a.ndim == b.ndim == 2 and _transposed(a.data) else g2 @ b2.mT
+            b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+            ga = (b2 @ g2.mT).mT if self.a_transposed else g2 @ b2.mT
             ga = unbroadcast(ga.squeeze(-2) if a.ndim == 1 else ga, a.shape)
         if self.needs_input_grad[1]:
+            a2 = a.unsqueeze(0) if a.ndim == 1 else a
             gb = a2.mT @ g2
             gb = unbroadcast(gb.squeeze(-1) if b.ndim == 1 else gb, b.shape)
         return ga, gb

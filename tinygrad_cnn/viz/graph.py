@@ -18,7 +18,7 @@ import graphviz
 import numpy as np
 
 from .._io import atomic_write
-from ..autograd.function import TensorMeta
+from ..autograd.function import TensorMeta, resolve
 from ..autograd.grad_mode import OpScope
 from ..tensor import Tensor
 
@@ -134,12 +134,8 @@ def _fused_producer(fn):
 
 
 def _key(t) -> int:
-    """One id per tensor, whether a node holds it or (after backward) its TensorMeta."""
-    if type(t) is TensorMeta:
-        alive = t._ref()
-        if alive is not None and alive._ctx is t._ctx:
-            return id(alive)
-    return id(t)
+    """One id per tensor, whether a node holds it or its TensorMeta."""
+    return id(resolve(t))
 
 
 def _producer(t):

@@ -161,3 +161,30 @@ def test_a_parameter_in_two_groups_is_an_error():
         optim.SGD(p, lr=0.1)
     with pytest.raises(ValueError, match="rho"):
         optim.Adadelta([p], rho=1.5)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_on_threads_matches_one_thread_exactly(monkeypatch, amsgrad):
+    # a weight as large as the lecture net's 4320x100 is updated in row blocks on threads;
+    # the update is elementwise, so the result is bit for bit that of one call on all of it
+    from tinygrad_cnn import _parallel
+
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((300, 500)).astype(np.float32)  # 150,000 values: split
+    grads = [rng.standard_normal(w0.shape).astype(np.float32) for _ in range(3)]
+
+    def run(threads):
+        monkeypatch.setattr(_parallel, "THREADS", threads)
+        w = Tensor(w0.copy(), requires_grad=True)
+        wt = Tensor(w0.T.copy().T, requires_grad=True)  # a column-major weight and gradient too
+        opt = optim.AdamW([w, wt], lr=1e-2, amsgrad=amsgrad)
+        for g in grads:
+            w.grad, wt.grad = Tensor(g), Tensor(np.asfortranarray(g))
+            opt.step()
+        return w.data, wt.data
+
+    one, two = run(1), run(2)
+    assert w0.size >= _parallel.ROW_SPLIT_ELEMENTS
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(one[0], w0)

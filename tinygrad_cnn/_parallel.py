@@ -74,6 +74,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+ROW_SPLIT_ELEMENTS = 1 << 17  # below this, a thread's start costs more than half the work
+
+
+def split_rows(work, *arrays, min_elements: int = ROW_SPLIT_ELEMENTS) -> None:
+    """work(*blocks) on T blocks of rows (first-axis slices) of same-shaped arrays, one
+    block per thread, for elementwise work that each block does alone (an optimizer's
+    update of a large weight). One call on all of them when they are small or 1-D."""
+    n = arrays[0].shape[0] if arrays[0].ndim > 1 else 1
+    t = min(THREADS, n) if arrays[0].size >= min_elements else 1
+    if t == 1:
+        work(*arrays)
+        return
+    bounds = [n * k // t for k in range(t + 1)]
+    split(lambda blocks: [work(*(a[lo:hi] for a in arrays)) for lo, hi in blocks],
+          list(zip(bounds, bounds[1:])), t)
+
+
 def split(work, items: list, threads: int | None = None) -> list:
     """[work(items[0::T]), ..., work(items[T-1::T])] with T = min(threads, len(items)), each
     call on its own thread (the first on the calling thread). `work` is called once per

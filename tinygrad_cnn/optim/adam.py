@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from .. import _parallel
 from .optimizer import Optimizer
 
 
@@ -32,22 +33,33 @@ class Adam(Optimizer):
         m = self._buffer(state, "exp_avg", p)
         v = self._buffer(state, "exp_avg_sq", p)
         tmp = self._buffer(state, "_tmp", p)  # scratch, so a step allocates nothing
-        m *= b1
-        np.multiply(g, 1 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - b2
-        v += tmp
-        if group["amsgrad"]:
-            vmax = self._buffer(state, "max_exp_avg_sq", p)
-            np.maximum(vmax, v, out=vmax)
-            v = vmax
+        vmax = self._buffer(state, "max_exp_avg_sq", p) if group["amsgrad"] else None
         # p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), computed as
         # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps * sqrt(1 - b2^t))
         c2 = math.sqrt(1 - b2 ** t)
-        np.sqrt(v, out=tmp)
-        tmp += eps * c2
-        np.divide(m, tmp, out=tmp)
-        tmp *= lr * c2 / (1 - b1 ** t)
-        p -= tmp
+        coefs = (b1, b2, eps * c2, lr * c2 / (1 - b1 ** t))
+        if vmax is None:
+            _parallel.split_rows(lambda *a: _adam_step(*a, None, coefs), p, g, m, v, tmp)
+        else:
+            _parallel.split_rows(lambda *a: _adam_step(*a, coefs), p, g, m, v, tmp, vmax)
+
+
+def _adam_step(p, g, m, v, tmp, vmax, coefs) -> None:
+    """One Adam update of arrays of one shape, in place (12 passes; `tmp` is scratch):
+    m, v <- the moments' running averages; p -= step * m / (sqrt(v or vmax) + eps')."""
+    b1, b2, eps, step = coefs
+    m *= b1
+    np.multiply(g, 1 - b1, out=tmp)
+    m += tmp
+    v *= b2
+    np.multiply(g, g, out=tmp)
+    tmp *= 1 - b2
+    v += tmp
+    if vmax is not None:
+        np.maximum(vmax, v, out=vmax)
+        v = vmax
+    np.sqrt(v, out=tmp)
+    tmp += eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step
+    p -= tmp

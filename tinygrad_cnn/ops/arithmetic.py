@@ -178,7 +178,9 @@ class MatMul(Function):
         if ka != kb:
             raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
         try:
-            out = np.matmul(a, b)
+            # an outer product (a batch-1 linear layer's weight gradient): OpenBLAS's GEMM took
+            # 474 us for (100, 1) @ (1, 4320), broadcasting 36 us; the same products, no sums
+            out = np.multiply(a, b) if ka == 1 and a.ndim > 1 and b.ndim > 1 else np.matmul(a, b)
         except ValueError:
             raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
         self.a_transposed = a.ndim == b.ndim == 2 and _transposed(a)  # (the node may not keep a)

@@ -170,7 +170,7 @@ def test_adam_on_threads_matches_one_thread_exactly(monkeypatch, amsgrad):
     from tinygrad_cnn import _parallel
 
     rng = np.random.default_rng(0)
-    w0 = rng.standard_normal((300, 500)).astype(np.float32)  # 150,000 values: split
+    w0 = rng.standard_normal((300, 1000)).astype(np.float32)  # 300,000 values: split
     grads = [rng.standard_normal(w0.shape).astype(np.float32) for _ in range(3)]
 
     def run(threads):

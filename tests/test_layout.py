@@ -133,6 +133,20 @@ def test_max0_on_permuted_and_strided_arrays(rng):
     assert kernels.memory_order(_max0(chwn(a))) == CHWN
 
 
+@pytest.mark.parametrize("layout", ["chwn", "nchw", "strided"])
+def test_relu_backward_masks_a_large_gradient_in_blocks_exactly(rng, layout):
+    # 640,000 values: relu's backward multiplies the engine's own gradient by a float copy of
+    # the mask, block by block, in the gradient's memory order; values must not change
+    a = rng.standard_normal((2, 8, 200, 200)).astype(np.float32)
+    a[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    x = {"chwn": chwn(a), "nchw": a, "strided": a[:, :, :, ::2].copy()[:, :, ::2]}[layout]
+    c = rng.standard_normal(x.shape).astype(np.float32)
+    c[0, 0, 0, 2] = np.nan  # nan * 0 stays nan, as for a float times a bool
+    xt = Tensor._make(x).requires_grad_()
+    (xt.relu() * Tensor(c)).sum().backward()
+    np.testing.assert_array_equal(xt.grad.data, c * (np.maximum(x, 0) != 0))
+
+
 def test_matmul_gives_a_transposed_operand_its_gradient_in_its_layout(rng, monkeypatch):
     a, b = np.asfortranarray(rng.standard_normal((4, 3))), rng.standard_normal((3, 5))
     assert gradcheck(lambda x, y: x @ y, Tensor._make(a).requires_grad_(), leaf(b))

@@ -91,9 +91,30 @@ class Relu(Function):
 
     def backward(self, g):
         if self.grad_is_free:  # mask the gradient in place: no new array for a large activation
-            np.multiply(g.data, self.mask, out=g.data)
+            _multiply_by_mask(g.data, self.mask)
             return g
         return g * Tensor._constant(self.mask)  # float * bool keeps g's dtype
+
+
+_MASK_BLOCK = 1 << 18  # values per block: the block's float copy of the mask (1 MB) stays in L2
+
+
+def _multiply_by_mask(a: np.ndarray, mask: np.ndarray) -> None:
+    """a *= mask in place (mask bool, a's shape). numpy multiplies float by bool through a
+    slow casting loop (0.60 ms for 1.7M float32 values); by a float copy of the mask it takes
+    0.22 ms, so large dense arrays go in blocks, each with a float copy of its mask (0.34 ms)."""
+    order = kernels.memory_order(a)
+    flat_a, flat_m = a.transpose(order), mask.transpose(order)
+    if a.size < 2 * _MASK_BLOCK or a.dtype.kind != "f" or not (flat_a.flags.c_contiguous and flat_m.flags.c_contiguous):
+        np.multiply(a, mask, out=a)
+        return
+    flat_a, flat_m = flat_a.reshape(-1), flat_m.reshape(-1)
+    buf = np.empty(_MASK_BLOCK, dtype=a.dtype)
+    for s in range(0, a.size, _MASK_BLOCK):
+        block = flat_a[s:s + _MASK_BLOCK]
+        ones = buf[:block.size]
+        np.copyto(ones, flat_m[s:s + _MASK_BLOCK])
+        np.multiply(block, ones, out=block)
 
 
 _ZERO_ROW = 16384

@@ -1,6 +1,9 @@
 """Layers as functions: `linear`, `dropout`, `flatten`."""
 from __future__ import annotations
 
+import numpy as np
+
+from .. import kernels
 from ..errors import ShapeError
 from ..rng import get_rng
 from ..tensor import Tensor, op_scope
@@ -25,7 +28,14 @@ def dropout(input: Tensor, p=0.5, training=True) -> Tensor:
         return input
     if p == 1.0:
         return input * 0.0
-    keep = (get_rng().random(input.shape) >= p).astype(input.dtype) / input.dtype.type(1.0 - p)
+    # drawn in the input's memory order (a conv's batch-innermost output), so that the multiply
+    # and its gradient run over matching layouts; float32 draws for float32 input (1.3 -> 1.0 ms
+    # for 590k values): the MNIST net's dropout went from 3.0 to 1.7 ms
+    order = kernels.memory_order(input.data)
+    draw = get_rng().random(tuple(input.shape[i] for i in order),
+                            dtype=np.float64 if input.dtype == np.float64 else np.float32)
+    keep = (draw.transpose(np.argsort(order)) >= p).astype(input.dtype)
+    keep /= input.dtype.type(1.0 - p)
     with op_scope("dropout", p=p):
         return input * Tensor._constant(keep)
 

@@ -5,7 +5,12 @@ For each shape the networks pool (float32, laid out as conv2d's output: batch in
 gradient (pool_scatter), and for LeNet-5's shapes avg_pool and its gradient. The old and
 the new call take turns, one call each, many times; prints the minimum and median ms of
 each and new/old of the medians, and checks that both give the same arrays.
+
+With `--step NETWORK` (one of bench_models.py's), it times that network's training step
+instead, with the old and the new pooling kernels swapped in turn (blocks of 5 steps):
+the median step and the median time per step spent in the pooling kernels.
 Usage: python benchmarks/bench_pool_kernels.py [--old FILE | --ref GITREF] [--rounds N] [--json out.json]
+       python benchmarks/bench_pool_kernels.py --step lecture [--batch 100] [--rounds 40]
 """
 import argparse
 import importlib.util
@@ -85,12 +90,54 @@ def race(f_old, f_new, rounds):
     return [(min(t), statistics.median(t)) for t in times]
 
 
+POOL_KERNELS = ("max_pool", "pool_scatter", "pool_gather", "avg_pool", "avg_pool_scatter")
+
+
+def in_step(name, batch, old, rounds):
+    """{'old': (step ms, pool ms), 'new': ...}: medians over `rounds` blocks of 5 steps each."""
+    import bench_models
+    from common import images_and_labels
+    x, t = images_and_labels(batch)
+    step, _ = bench_models.ours_fns(name, bench_models.build(name, None)[0], x, t)
+    spent = [0.0]
+
+    def timed(f):
+        def call(*a, **kw):
+            start = time.perf_counter()
+            try:
+                return f(*a, **kw)
+            finally:
+                spent[0] += time.perf_counter() - start
+        return call
+
+    versions = {v: {k: timed(getattr(m, k)) for k in POOL_KERNELS} for v, m in (("old", old), ("new", new))}
+    originals = {k: getattr(new, k) for k in POOL_KERNELS}
+    times = {v: ([], []) for v in versions}
+    try:
+        for r in range(rounds + 2):
+            for v, fns in versions.items():
+                for k, f in fns.items():
+                    setattr(new, k, f)
+                spent[0], start = 0.0, time.perf_counter()
+                for _ in range(5):
+                    step()
+                if r >= 2:  # warm-up
+                    times[v][0].append((time.perf_counter() - start) * 200)
+                    times[v][1].append(spent[0] * 200)
+    finally:
+        for k, f in originals.items():
+            setattr(new, k, f)
+    return {v: (statistics.median(a), statistics.median(b)) for v, (a, b) in times.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--old", default=None, help="a kernels.py to compare with")
     p.add_argument("--ref", default="main", help="else the git ref whose tinygrad_cnn/kernels.py is compared")
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--only", default=None, help="run the shapes whose name contains this")
+    p.add_argument("--step", default=None, help="time this network's training step instead")
+    p.add_argument("--batch", type=int, default=100)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     path = args.old
@@ -101,6 +148,15 @@ def main(argv=None):
         with open(path, "w") as f:
             f.write(text)
     old = load_old(path)
+    if args.step:
+        result = in_step(args.step, args.batch, old, args.rounds)
+        for v, (step_ms, pool_ms) in result.items():
+            print(f"{args.step} batch {args.batch}, {v} kernels: step {step_ms:.2f} ms, pooling {pool_ms:.2f} ms")
+        (new_step, new_pool), (old_step, old_pool) = result["new"], result["old"]
+        print(f"new/old: step {new_step / old_step:.3f}x, pooling {new_pool / old_pool:.3f}x")
+        if args.json:
+            write_json(args.json, {"step": args.step, "batch": args.batch, "ms": result})
+        return result
     rng = np.random.default_rng(0)
     rows = []
     print(f"{'shape':16s} {'layout':6s} {'kernel':18s} {'old min/med ms':>16s} {'new min/med ms':>16s} {'new/old':>8s}")
@@ -121,6 +177,7 @@ def main(argv=None):
                   f"{n_med / o_med:7.2f}x", flush=True)
     if args.json:
         write_json(args.json, {"rows": rows, "cores": os.cpu_count()})
+    return rows
 
 
 if __name__ == "__main__":

@@ -432,7 +432,8 @@ def _offset_stack(xp, kernel, stride, dilation, out_hw, buf) -> np.ndarray:
     shape, count = xp.shape[:2] + tuple(out_hw), kernel[0] * kernel[1]
     flat = buf[:count * math.prod(shape)].reshape(count, *(shape[i] for i in order))
     planes = flat.transpose(0, *(1 + int(i) for i in np.argsort(order)))
-    np.copyto(planes.reshape(*kernel, *shape), windows(xp, kernel, stride, dilation, out_hw).transpose(4, 5, 0, 1, 2, 3))
+    win = windows(xp, kernel, stride, dilation, out_hw)  # (n, C, OH, OW, KH, KW)
+    np.copyto(planes.reshape(*kernel, *shape), win.transpose(4, 5, 0, 1, 2, 3))
     return planes
 
 

@@ -12,6 +12,7 @@ sys.path.insert(0, str(BENCH))
 import bench_conv_pool  # noqa: E402
 import gemm_floor  # noqa: E402
 import bench_models  # noqa: E402
+import bench_pool_kernels  # noqa: E402
 import bench_hand_numpy  # noqa: E402
 import bench_train_step  # noqa: E402
 import profile_step  # noqa: E402
@@ -31,6 +32,15 @@ def test_train_step_benchmark_runs(tmp_path):
 def test_conv_pool_benchmark_runs():
     result = bench_conv_pool.main(["--repeats", "2", "--batch", "4"])
     assert {"conv2d ours/lecture", "max_pool2d ours/lecture"} <= set(result["ratios"])
+
+
+def test_pool_kernels_benchmark_runs_and_puts_the_kernels_back():
+    from tinygrad_cnn import kernels
+    rows = bench_pool_kernels.main(["--old", kernels.__file__, "--rounds", "1", "--only", "b1 NCHW"])
+    assert {r["kernel"] for r in rows} == {"max_pool arg", "max_pool", "pool_scatter"}
+    before = kernels.max_pool
+    result = bench_pool_kernels.main(["--old", kernels.__file__, "--step", "lecture", "--batch", "2", "--rounds", "1"])
+    assert set(result) == {"old", "new"} and kernels.max_pool is before
 
 
 def test_step_profile_runs_and_puts_the_timers_back():

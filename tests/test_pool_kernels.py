@@ -1,0 +1,88 @@
+"""max_pool's kernels against a loop over windows, in every layout, with ties and NaN."""
+import itertools
+
+import numpy as np
+import pytest
+from helpers import needs_torch, torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import tinygrad_cnn.functional as F
+from tinygrad_cnn import Tensor, kernels
+
+LAYOUTS = list(itertools.permutations(range(4)))  # memory orders, (1, 2, 3, 0) being conv2d's output
+
+
+def reference(x, kernel, stride, padding, dilation, out_hw):
+    """Max and argmax window by window: offsets in row-major order, -inf padding; the max is NaN
+    if any value is; the argmax is the first maximum before the first NaN (0 if that is first)."""
+    xp = kernels.pad4(x, padding, kernels.lowest(x.dtype))
+    out = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
+    arg = np.empty(out.shape, dtype=np.int64)
+    for n, c, oh, ow in np.ndindex(out.shape):
+        best, at, nan = None, 0, False
+        for o, (i, j) in enumerate(np.ndindex(kernel)):
+            v = xp[n, c, oh * stride[0] + i * dilation[0], ow * stride[1] + j * dilation[1]]
+            if best is not None and not nan and v > best:
+                at = o
+            if v != v:
+                nan = True
+            best = v if best is None or v != v or v > best else best
+        out[n, c, oh, ow], arg[n, c, oh, ow] = (np.nan if nan else best), at
+    return out, arg
+
+
+@st.composite
+def pool_input(draw):
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((p, p) for p in (draw(st.integers(0, k // 2)) for k in kernel))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    out_hw = tuple(kernels.output_size(s, k, st_, p, p, d)
+                   for s, k, st_, (p, _), d in zip(shape[2:], kernel, stride, padding, dilation))
+    assume(min(out_hw) >= 1)
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.int16]))
+    values = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(-3, 3, shape)  # many ties
+    x = values.astype(dtype)
+    if dtype != np.int16 and draw(st.booleans()):
+        x[np.random.default_rng(len(x.flat)).random(shape) < 0.1] = np.nan
+    x = kernels.in_order(x, draw(st.sampled_from(LAYOUTS)))
+    return x, (kernel, stride, padding, dilation, out_hw)
+
+
+@given(case=pool_input())
+def test_max_pool_matches_the_window_loop_in_every_layout(case):
+    x, geom = case
+    out, arg = kernels.max_pool(x, *geom)
+    want, want_arg = reference(x, *geom)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(arg, want_arg)
+    assert out.dtype == x.dtype and kernels.memory_order(out) == kernels.memory_order(arg)
+    np.testing.assert_array_equal(kernels.max_pool(x, *geom, with_arg=False)[0], want)
+
+
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), (1, 2, 3, 0)])
+def test_max_pool_stacked_in_pieces_matches_the_whole(rng, monkeypatch, layout):
+    x = kernels.in_order(rng.integers(-2, 2, (6, 5, 8, 6)).astype(np.float32), layout)  # ties
+    x[0, 1, 2, 3] = np.nan
+    geom = ((3, 2), (2, 2), ((1, 1), (0, 0)), (1, 1), (4, 3))
+    whole = kernels.max_pool(x, *geom)
+    monkeypatch.setattr(kernels, "STACK_BYTES", 3 * whole[0].nbytes // 4)
+    assert len(kernels._outer_chunks(whole[0], 6 * whole[0].nbytes, kernels.STACK_BYTES)) > 1
+    pieces = kernels.max_pool(x, *geom)
+    for a, b in zip(pieces, whole):
+        np.testing.assert_array_equal(a, b)
+        assert kernels.memory_order(a) == layout
+
+
+@needs_torch
+@pytest.mark.parametrize("shape", [(100, 30, 24, 24), (1, 30, 24, 24), (7, 4, 9, 11)])
+def test_max_pool2d_on_conv_layout_matches_pytorch_with_ties_and_nan(rng, shape):
+    x = kernels.in_order(rng.integers(-3, 3, shape).astype(np.float32), (1, 2, 3, 0))
+    out, idx = F.max_pool2d(Tensor(x, requires_grad=True), 2, return_indices=True)
+    t_out, t_idx = torch.nn.functional.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(out.data, t_out.numpy())
+    np.testing.assert_array_equal(idx.data, t_idx.numpy())  # the first maximum, as PyTorch's
+    x[0, 0, :2, :2] = [[np.nan, 1], [2, np.nan]]
+    np.testing.assert_array_equal(F.max_pool2d(Tensor(x), 2).data, torch.nn.functional.max_pool2d(torch.tensor(x), 2))

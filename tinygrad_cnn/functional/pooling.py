@@ -6,7 +6,7 @@ import numpy as np
 from .. import kernels
 from ..errors import DTypeError, InvalidArgumentError
 from ..tensor import Function, Tensor, op_scope
-from ._utils import _accepts_unbatched, _check_4d, _geometry
+from ._utils import _accepts_unbatched, _cached, _check_4d, _geometry
 
 
 class MaxPool2d(Function):
@@ -50,15 +50,21 @@ class PoolGather(Function):
 
 def _pool_geometry(name, input, kernel_size, stride, padding, dilation, ceil_mode):
     _check_4d(name, input)
-    stride = kernel_size if stride is None or stride == [] else stride
-    kernel, stride, pads, dilation, out_hw = _geometry(name, input.shape, kernel_size, stride, padding, dilation,
-                                                       ceil_mode)
+    return _pool_window(name, input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+@_cached
+def _pool_window(name, shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """Pooling's geometry for an input of `shape` (see `_geometry`), with the padding that
+    ceil_mode adds at the bottom and right."""
+    stride = kernel_size if stride is None or stride == () else stride
+    kernel, stride, pads, dilation, out_hw = _geometry(name, shape, kernel_size, stride, padding, dilation, ceil_mode)
     for (lo, _), k in zip(pads, kernel):
         if lo > k // 2:
             raise InvalidArgumentError(f"{name}: padding {lo} must be at most half the kernel size {kernel}")
     # ceil_mode may need extra rows/cols of padding at the bottom/right
     pads = tuple((lo, max(hi, (o - 1) * s + d * (k - 1) + 1 - size - lo))
-                 for (lo, hi), o, s, d, k, size in zip(pads, out_hw, stride, dilation, kernel, input.shape[2:]))
+                 for (lo, hi), o, s, d, k, size in zip(pads, out_hw, stride, dilation, kernel, shape[2:]))
     return kernel, stride, pads, dilation, out_hw
 
 

@@ -351,14 +351,19 @@ def conv2d_input_grad(g, w, input_shape, kernel, stride, padding, dilation) -> n
     At stride 1 it is itself a convolution: of g, padded to full overlap, with the flipped
     kernel and the channels swapped (one im2col of g, products contracting over OC*KH*KW).
     That is used where its columns (OC*KH*KW by H*W*N) are no larger than col2im's
-    (C*KH*KW by OH*OW*N), which it saves adding up; otherwise (also at other strides, or
-    where the padding exceeds the kernel's reach) it is col2im of w.T @ g.
+    (C*KH*KW by OH*OW*N), which it saves adding up, and for 'same'-size convolutions with
+    OC <= 2C (as many products as col2im's; DeepConvNet's 3rd conv 2.1 against 3.0 ms);
+    otherwise (also at other strides, or where the padding exceeds the kernel's reach) it
+    is col2im of w.T @ g (PyTorch's MNIST net's 2nd conv: 12.8 against 15.3 ms as a
+    convolution, whose products are 1.17x col2im's).
     """
     n, c, h, wd = input_shape
     reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
     full = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, padding))
     oc, out_h, out_w = g.shape[1:]
-    if stride == (1, 1) and min(min(p) for p in full) >= 0 and oc * h * wd <= c * out_h * out_w:
+    smaller = oc * h * wd <= c * out_h * out_w
+    same_size = h * wd <= 1.1 * out_h * out_w and oc <= 2 * c
+    if stride == (1, 1) and min(min(p) for p in full) >= 0 and (smaller or same_size):
         flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
         return conv2d(g, flipped, kernel, stride, full, dilation, (h, wd))
     return _col2im_input_grad(g, w.reshape(w.shape[0], -1), input_shape, kernel, stride, padding, dilation)

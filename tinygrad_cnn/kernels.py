@@ -163,6 +163,10 @@ def col2im(col, input_shape, kernel, stride, padding, out_hw) -> np.ndarray:
 # columns per chunk: in L3 (EPYC here: 1 MB L2 per core, 32 MB L3); 4 MB was no faster and held 2-3 MB more
 CHUNK_BYTES = 2 << 20
 SPLIT_BYTES = 4 << 20  # columns are spread over the threads where each gets this much at least
+# ... or where the products come to this many flops: forward and weight gradient on two
+# threads against one, the lecture conv at batch 100 (90 MFLOP) 0.87x and 0.77x, DeepConvNet's
+# 5th (237 MFLOP, 7.4 MB of columns) 0.61x and 0.60x; LeNet's 2nd (48 MFLOP) forward 1.23x
+SPLIT_FLOPS = 64_000_000
 SMALL_PRODUCT = 1 << 20  # M*N*K up to which this OpenBLAS multiplies without packing (see `_product_pieces`)
 
 
@@ -210,12 +214,14 @@ def batch_last(x) -> np.ndarray:
     return in_order(x, _CHWN).transpose(1, 2, 3, 0)
 
 
-def row_chunks(out_h: int, row_bytes: int) -> tuple[list, int]:
+def row_chunks(out_h: int, row_bytes: int, flops: int = 0) -> tuple[list, int]:
     """(chunks, threads): output rows in even chunks (h0, h1) whose columns take about
     `CHUNK_BYTES` (one row at least), and how many threads to spread them over: one per core
-    where each gets `SPLIT_BYTES` of columns at least (and then a chunk at least), else one.
-    Smaller convolutions ran no faster on two threads than on OpenBLAS's own."""
-    threads = min(_parallel.THREADS, out_h) if out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS else 1
+    where each gets `SPLIT_BYTES` of columns at least, or the products (`flops`, for all
+    rows) come to `SPLIT_FLOPS` at least (and then a chunk at least), else one. Smaller
+    convolutions ran no faster on two threads than on OpenBLAS's own."""
+    big = out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS or flops >= SPLIT_FLOPS
+    threads = min(_parallel.THREADS, out_h) if big else 1
     count = max(threads, -(-out_h // max(1, min(out_h, CHUNK_BYTES // max(row_bytes, 1)))))
     rows = -(-out_h // count)
     return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)], threads
@@ -263,11 +269,14 @@ class _Columns:
         self.buf = np.empty(self.rows * tallest * out_w * xt.shape[3], dtype=dtype)
 
     @staticmethod
-    def chunks_of(xt, geom, ones_row, dtype) -> tuple[list, int]:
-        """`row_chunks` for the columns of xt (C, H, W, N) with geometry `geom`."""
+    def chunks_of(xt, geom, ones_row, dtype, m: int) -> tuple[list, int]:
+        """`row_chunks` for the columns of xt (C, H, W, N) with geometry `geom`, multiplied
+        with an m-row matrix."""
         kernel, out_hw = geom[0], geom[4]
         c, n = xt.shape[0], xt.shape[3]
-        return row_chunks(out_hw[0], (c * kernel[0] * kernel[1] + ones_row) * out_hw[1] * n * np.dtype(dtype).itemsize)
+        k = c * kernel[0] * kernel[1] + ones_row
+        return row_chunks(out_hw[0], k * out_hw[1] * n * np.dtype(dtype).itemsize,
+                          2 * m * k * out_hw[0] * out_hw[1] * n)
 
     def of(self, h0, h1):
         """One strided copy of the windows (C, KH, KW, h1-h0, OW, N): its inner runs are OW*N
@@ -313,7 +322,7 @@ def conv2d(x, wmat, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
         for h0, h1 in chunks:
             _matmul_by_pieces(wmat, cols.of(h0, h1), out[:, h0:h1].reshape(oc, -1))
 
-    _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype))
+    _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype, oc))
     return out.transpose(3, 0, 1, 2)
 
 
@@ -338,7 +347,7 @@ def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.
             total += _contract_by_pieces(cols.of(h0, h1), _out_rows(gt, h0, h1))
         return total
 
-    sums = _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype))
+    sums = _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype, g.shape[1]))
     for s in sums[1:]:  # in thread order: the same sum in every run
         sums[0] += s
     return sums[0].T
@@ -382,7 +391,7 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
     oc, out_h, out_w = gt.shape[:3]
     ck = c * kernel[0] * kernel[1]
     out = np.zeros((c, h, w, n), dtype=dtype)
-    chunks, threads = row_chunks(out_h, ck * out_w * n * np.dtype(dtype).itemsize)
+    chunks, threads = row_chunks(out_h, ck * out_w * n * np.dtype(dtype).itemsize, 2 * ck * oc * out_h * out_w * n)
     tallest = max(h1 - h0 for h0, h1 in chunks)
 
     def add(groups):  # on one thread: col2im of its groups' chunks

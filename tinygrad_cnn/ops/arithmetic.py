@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes
+from .. import _parallel, dtypes
 from ..errors import DTypeError, InvalidArgumentError, ShapeError
 from ..tensor import Function, Tensor
 from .elementwise import where
@@ -180,7 +180,13 @@ class MatMul(Function):
         try:
             # an outer product (a batch-1 linear layer's weight gradient): OpenBLAS's GEMM took
             # 474 us for (100, 1) @ (1, 4320), broadcasting 36 us; the same products, no sums
-            out = np.multiply(a, b) if ka == 1 and a.ndim > 1 and b.ndim > 1 else np.matmul(a, b)
+            if ka == 1 and a.ndim > 1 and b.ndim > 1:
+                out = np.multiply(a, b)
+            elif a.ndim == b.ndim == 2:
+                out = _parallel.matmul(a, b)
+            else:
+                with _parallel.one_blas_thread():
+                    out = np.matmul(a, b)
         except ValueError:
             raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
         self.a_transposed = a.ndim == b.ndim == 2 and _transposed(a)  # (the node may not keep a)

@@ -1,0 +1,43 @@
+"""The thread helpers: products split over threads equal numpy's, and numpy's own OpenBLAS
+setting is left as the caller had it."""
+import numpy as np
+import pytest
+
+import tinygrad_cnn.functional as F
+from tinygrad_cnn import Tensor, _parallel
+
+needs_blas_control = pytest.mark.skipif(_parallel._set_local is None, reason="numpy's OpenBLAS has no thread control")
+
+
+@pytest.mark.parametrize("shape", [(100, 4320, 100), (4320, 100, 100), (100, 100, 4320), (7, 3000, 1601)])
+@pytest.mark.parametrize("orders", ["CC", "FC", "CF", "FF"])
+def test_matmul_on_threads_equals_numpys(monkeypatch, shape, orders):
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = np.asarray(rng.standard_normal((m, k)), order=orders[0], dtype=np.float32)
+    b = np.asarray(rng.standard_normal((k, n)), order=orders[1], dtype=np.float32)
+    assert 2 * m * k * n >= _parallel.MATMUL_SPLIT_FLOPS
+    out = _parallel.matmul(a, b)
+    assert out.flags.c_contiguous and out.dtype == np.float32
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
+@needs_blas_control
+def test_threads_leave_numpys_openblas_setting_as_the_caller_had_it(monkeypatch):
+    # numpy's OpenBLAS keeps one thread count for the whole process: every use of the
+    # framework's threads must give it back (it once stayed at 1 after the first conv)
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    monkeypatch.setattr(_parallel, "_pool", None)  # a new pool: its threads start in this test
+    monkeypatch.setattr(_parallel, "_pool_size", 0)
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((64, 16, 28, 28)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((32, 16, 3, 3)).astype(np.float32), requires_grad=True)
+    before = _parallel._set_local(3)
+    try:
+        F.conv2d(x, w, padding=1).sum().backward()
+        _parallel.split_rows(lambda *a: None, np.zeros((4, 300_000), np.float32))
+        (Tensor(rng.standard_normal((100, 4320)).astype(np.float32)) @ Tensor(np.ones((4320, 100), np.float32)))
+        assert _parallel._set_local(3) == 3
+    finally:
+        _parallel._set_local(before)

@@ -160,8 +160,11 @@ def _transposed(a: np.ndarray) -> bool:
 class MatMul(Function):
     """`a @ b` with numpy's rules: 2-D, batched (broadcast batch dims) and 1-D vectors.
 
-    The gradient of a transposed 2-D `a` (say conv features flattened with the batch
-    innermost) is computed transposed, so it comes back in a's layout.
+    The gradient of a transposed 2-D operand (conv features flattened with the batch
+    innermost; nn.Linear's `weight.T`) is computed transposed, so it comes back in the
+    operand's layout: the weight's gradient is then C-ordered like the weight, and Adam
+    reads it in order (its update of the lecture net's 4320x100 weight, batch 1: 1.37 ms
+    with the gradient column-major, 0.70-0.99 ms row-major).
     """
 
     OP_NAME = "matmul"
@@ -189,7 +192,9 @@ class MatMul(Function):
                     out = np.matmul(a, b)
         except ValueError:
             raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
-        self.a_transposed = a.ndim == b.ndim == 2 and _transposed(a)  # (the node may not keep a)
+        # (the node may not keep a or b)
+        self.a_transposed, self.b_transposed = (a.ndim == b.ndim == 2 and _transposed(a),
+                                                a.ndim == b.ndim == 2 and _transposed(b))
         return out
 
     def backward(self, g):
@@ -203,6 +208,6 @@ class MatMul(Function):
             ga = unbroadcast(ga.squeeze(-2) if a.ndim == 1 else ga, a.shape)
         if self.needs_input_grad[1]:
             a2 = a.unsqueeze(0) if a.ndim == 1 else a
-            gb = a2.mT @ g2
+            gb = (g2.mT @ a2).mT if self.b_transposed else a2.mT @ g2
             gb = unbroadcast(gb.squeeze(-1) if b.ndim == 1 else gb, b.shape)
         return ga, gb

@@ -218,8 +218,8 @@ def row_chunks(out_h: int, row_bytes: int, flops: int = 0) -> tuple[list, int]:
     """(chunks, threads): output rows in even chunks (h0, h1) whose columns take about
     `CHUNK_BYTES` (one row at least), and how many threads to spread them over: one per core
     where each gets `SPLIT_BYTES` of columns at least, or the products (`flops`, for all
-    rows) come to `SPLIT_FLOPS` at least (and then a chunk at least), else one. Smaller
-    convolutions ran no faster on two threads than on OpenBLAS's own."""
+    rows) come to `SPLIT_FLOPS` at least (and then a chunk at least), else one: smaller
+    convolutions ran no faster on two threads (see `SPLIT_FLOPS`)."""
     big = out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS or flops >= SPLIT_FLOPS
     threads = min(_parallel.THREADS, out_h) if big else 1
     count = max(threads, -(-out_h // max(1, min(out_h, CHUNK_BYTES // max(row_bytes, 1)))))

@@ -147,8 +147,9 @@ class Function:
     `backward(self, grad) -> Tensor | tuple[Tensor | None, ...]` (one gradient per
     input, written in Tensor ops). `forward` may keep what backward needs on `self`;
     `self.needs_input_grad` says which inputs want a gradient. In `backward`,
-    `self.inputs` are the input Tensors and `self.output` the output Tensor, and
-    `self.grad_is_free` is True when nothing but the engine refers to `grad` or its
+    `self.inputs` are the input Tensors (those that `SAVES` does not name for the
+    gradients wanted, as `TensorMeta`: shape and dtype only) and `self.output` the output
+    Tensor, and `self.grad_is_free` is True when nothing but the engine refers to `grad` or its
     array: backward may then write its result into `grad.data` and return `grad`.
 
     `SAVES` maps an input index to the tensors backward reads when that input wants a

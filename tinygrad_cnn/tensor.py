@@ -56,6 +56,7 @@ class Tensor(InPlaceMethods):
     _sources = None  # inputs of an unrecorded step inside a composite op (for drawing)
     _is_constant = False  # made by an op for its own arithmetic (a mask, a scalar): drawn inside the op
     _is_view = False  # made by a view op and sharing its input's memory
+    _view_root = None  # a view's: weak reference to the tensor (not a view) whose memory it shares
     _stale = False  # a view whose base was since changed by a recorded in-place op
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):

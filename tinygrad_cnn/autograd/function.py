@@ -331,12 +331,22 @@ def _saved_keys(cls, req: tuple) -> tuple:
 
 def _link_view(out, inp) -> None:
     """`out` shares `inp`'s memory: the same version counter, marked as a view, and listed
-    (weakly) among inp's views. (No strong reference to `inp`: the engine's reuse of
-    gradient buffers counts references.)"""
+    (weakly) among inp's views and, when inp is itself a view, among those of the tensor the
+    views started from (a view of a view outlives the view between, which a graph keeps only
+    as its TensorMeta). (No strong reference to `inp`: the engine's reuse of gradient
+    buffers counts references.)"""
     base = out.data.base
     if base is not None and (base is inp.data or base is inp.data.base) or out.data is inp.data:
         out._vc, out._is_view = version_counter(inp), True
-        _add_weak(inp, "_views", weakref.ref(out))
+        ref = weakref.ref(out)
+        _add_weak(inp, "_views", ref)
+        if inp._is_view:
+            out._view_root = inp._view_root
+            root = inp._view_root()
+            if root is not None:
+                _add_weak(root, "_views", ref)
+        else:
+            out._view_root = weakref.ref(inp)
 
 
 def _add_weak(t, attr: str, ref) -> None:

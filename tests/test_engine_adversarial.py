@@ -45,3 +45,48 @@ def test_a_view_of_a_view_that_died_is_refused_after_its_base_changed(view):
     h.mul_(x)
     with pytest.raises(RuntimeError, match="since changed by a recorded in-place"):
         (v * 3.0).sum()
+
+
+@needs_torch
+def test_grad_wrt_an_intermediate_does_not_run_the_freed_graph_below_it():
+    def fn(lib, x):
+        k = (x * x).tanh()
+        k.sum().backward()  # frees x * x and tanh
+        return _grad(lib)((k * 3.0).sum(), k)
+    assert_same_outcome(fn)
+
+
+@needs_torch
+def test_grad_wrt_an_intermediate_ignores_an_in_place_change_below_it():
+    def fn(lib, x):
+        h = x.exp()
+        h.add_(1.0)  # exp's backward could not run now
+        k = h * 2.0
+        return _grad(lib)((k * k).sum(), [k, h])
+    assert_same_outcome(fn)
+
+
+@needs_torch
+def test_backward_with_inputs_runs_only_the_nodes_that_lead_to_them():
+    def fn(lib, x):
+        w = lib.tensor(A.T.copy(), requires_grad=True) if lib is torch else tc.Tensor(A.T.copy(), requires_grad=True)
+        h = (x * 2.0).exp()
+        h.add_(1.0)  # x's branch could not run now
+        (h @ w).sum().backward(inputs=[w])
+        return w.grad, x.grad
+    assert_same_outcome(fn)
+
+
+@needs_torch
+@pytest.mark.parametrize("changed", [False, True])
+def test_backward_with_a_non_leaf_input_runs_its_node_as_pytorch_does(changed):
+    # PyTorch's backward(inputs=[y2]) runs y2's own node too (grad() does not): both raise
+    # when that node's saved tensor was changed, and neither passes a gradient below y2
+    def fn(lib, x):
+        y = x * 2.0
+        y2 = y * y
+        if changed:
+            y.add_(1.0)
+        (y2 * y2).sum().backward(inputs=[y2])
+        return y2.grad, x.grad
+    assert_same_outcome(fn)

@@ -1,11 +1,14 @@
 """Regression tests from an adversarial review of the engine's TensorMeta inputs (a node
 holds whole only what its backward reads): each case failed before its fix. Against
 PyTorch where it imports: the same gradients, or both raise."""
+import threading
+
 import numpy as np
 import pytest
 from helpers import needs_torch, torch
 
 import tinygrad_cnn as tc
+from tinygrad_cnn import _parallel
 
 A = np.random.default_rng(0).standard_normal((3, 4))
 
@@ -90,3 +93,33 @@ def test_backward_with_a_non_leaf_input_runs_its_node_as_pytorch_does(changed):
         (y2 * y2).sum().backward(inputs=[y2])
         return y2.grad, x.grad
     assert_same_outcome(fn)
+
+
+@pytest.mark.skipif(_parallel._set_local is None, reason="numpy's OpenBLAS has no thread control")
+def test_overlapping_products_in_two_threads_leave_numpys_openblas_setting_as_it_was():
+    # the setting is process-wide: thread 1 enters, thread 2 enters, 1 leaves, 2 leaves;
+    # each restoring what it found left every later product of the process on one thread
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with _parallel.one_blas_thread():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with _parallel.one_blas_thread():
+            second_in.set()
+            first_out.wait(10)
+
+    before = _parallel._set_local(3)
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert _parallel._set_local(3) == 3
+    finally:
+        _parallel._set_local(before)

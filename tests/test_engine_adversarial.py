@@ -123,3 +123,40 @@ def test_overlapping_products_in_two_threads_leave_numpys_openblas_setting_as_it
         assert _parallel._set_local(3) == 3
     finally:
         _parallel._set_local(before)
+
+
+def test_two_threads_in_one_retained_graph_each_see_their_own_gradient_freedom(monkeypatch):
+    # ReLU may mask its incoming gradient in place when nothing else refers to it. Thread A's
+    # is free, thread B's is not (B returns it: grad w.r.t. the ReLU's output); B reaches the
+    # node first and waits inside, A passes through it: B must not act on A's verdict
+    from tinygrad_cnn.ops import Relu
+    b_inside, a_done = threading.Event(), threading.Event()
+    backward = Relu.backward
+
+    def paused(self, g):
+        if threading.current_thread().name == "B":
+            b_inside.set()
+            a_done.wait(10)
+        return backward(self, g)
+
+    monkeypatch.setattr(Relu, "backward", paused)
+    x = tc.Tensor(A, requires_grad=True)
+    a = (x * 2.0).relu()
+    loss = (a * 3.0).sum()
+    got = {}
+
+    def run_a():
+        b_inside.wait(10)
+        tc.grad(loss, [x], retain_graph=True)
+        a_done.set()
+
+    def run_b():
+        got["a"], got["x"] = tc.grad(loss, [a, x], retain_graph=True)
+
+    threads = [threading.Thread(target=run_a, name="A"), threading.Thread(target=run_b, name="B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(got["a"].data, np.full(A.shape, 3.0))
+    np.testing.assert_array_equal(got["x"].data, np.where(A > 0, 6.0, 0.0))

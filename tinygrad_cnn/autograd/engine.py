@@ -148,7 +148,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
         order, runs = _leading_to(order, captured)
         if store_captured:  # PyTorch's backward(inputs=...) also runs the inputs' own nodes (their results unused)
             runs.update(captured)
-    prev_mode, prev_of = state.grad_enabled, state.backward_of
+    prev_mode, prev_of, prev_free = state.grad_enabled, state.backward_of, state.free_grad_of
     state.grad_enabled = create_graph
     try:
         for t in reversed(order):
@@ -168,8 +168,9 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
                     "after the first backward. Pass retain_graph=True to the first backward.")
             if ctx._saved:
                 ctx.check_saved()
-            ctx.grad_is_free = (not create_graph and g.data.flags.writeable and _refcounts(g) == _SOLE_REFCOUNTS
-                                and (g.data.base is None or _owner_refcount(g.data) == _SOLE_OWNER_REFCOUNT))
+            free = (not create_graph and g.data.flags.writeable and _refcounts(g) == _SOLE_REFCOUNTS
+                    and (g.data.base is None or _owner_refcount(g.data) == _SOLE_OWNER_REFCOUNT))
+            state.free_grad_of = ctx if free else None  # ctx.grad_is_free, in this thread only
             if create_graph:
                 state.backward_of = ctx
             in_grads = ctx.backward(g)
@@ -192,7 +193,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
                 if captured[id(t)] is not None:
                     sink.store(t, captured[id(t)])
     finally:
-        state.grad_enabled, state.backward_of = prev_mode, prev_of
+        state.grad_enabled, state.backward_of, state.free_grad_of = prev_mode, prev_of, prev_free
     return captured
 
 

@@ -165,7 +165,6 @@ class Function:
     HEAVY_ATTRS: tuple = ()  # attributes that may hold arrays as large as an activation: dropped by free()
     _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "nested_scopes", "freed", "_out",
              "backward_of")
-    grad_is_free = False  # set by the engine just before it calls backward
     _saved = None  # saved_entry tuples, checked before backward
     backward_of = None  # under create_graph: the node whose backward rule recorded this one
     reads_output = False  # True when backward reads `self.output` (SAVES has "out")
@@ -232,6 +231,12 @@ class Function:
                     f"({dtype}), was modified by an in-place operation after the forward pass: it is at version "
                     f"{vc.v}, expected version {v}. Change it out of place (or on a .clone()) instead, or run "
                     f"backward before changing it.")
+
+    @property
+    def grad_is_free(self) -> bool:
+        """True while the engine runs this node's backward, in this thread, with a gradient
+        that nothing else refers to (set per thread: threads may run one retained graph)."""
+        return state.free_grad_of is self
 
     @property
     def output(self):

@@ -160,3 +160,19 @@ def test_two_threads_in_one_retained_graph_each_see_their_own_gradient_freedom(m
         t.join()
     np.testing.assert_array_equal(got["a"].data, np.full(A.shape, 3.0))
     np.testing.assert_array_equal(got["x"].data, np.where(A > 0, 6.0, 0.0))
+
+
+@needs_torch
+@pytest.mark.parametrize("uses", ["relu", "mul", "relu+mul", "exp"])
+def test_detach_in_place_after_use_raises_where_a_node_holds_the_tensor(uses):
+    # relu keeps only h's TensorMeta and passes its gradient on (as PyTorch, which did not
+    # save h); h * h read h, and gave no gradient through it (zeros) instead of raising
+    def fn(lib, x):
+        h = x.exp() if uses == "exp" else x * 2.0
+        out = h.relu() if "relu" in uses else h * 0.0
+        if "mul" in uses or uses == "exp":
+            out = out + h * h
+        h.detach_()
+        out.sum().backward()
+        return (x.grad,)
+    assert_same_outcome(fn)

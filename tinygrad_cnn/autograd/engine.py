@@ -177,7 +177,13 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
             for inp, gi in zip(ctx.inputs, in_grads):
-                if gi is None or inp is None or not inp.requires_grad:
+                if gi is None or inp is None:
+                    continue
+                if not inp.requires_grad:
+                    if type(inp) is not TensorMeta and inp._detached_in_place:
+                        raise RuntimeError(
+                            f"{ctx.op_name} backward: one of its inputs, of shape {inp.shape}, was detached in place "
+                            f"(detach_()) after the op used it, so its gradient path is cut; use detach() instead")
                     continue
                 gd, d = gi.data, (inp if type(inp) is TensorMeta else inp.data)
                 assert gd.shape == d.shape, f"{ctx.name}.backward gave shape {gd.shape} for input {d.shape}"

@@ -64,9 +64,9 @@ def _get_pool(size: int) -> ThreadPoolExecutor:
 
 
 def _forget_pool():
-    """In a forked child the pool's threads do not exist: start without them."""
-    global _pool, _pool_size, _pool_lock
-    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+    """In a forked child the pool's threads do not exist: start without them (and with free locks)."""
+    global _pool, _pool_size, _pool_lock, _blas_lock
+    _pool, _pool_size, _pool_lock, _blas_lock = None, 0, threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -90,19 +90,35 @@ def split_rows(work, *arrays, min_elements: int = ROW_SPLIT_ELEMENTS) -> None:
           list(zip(bounds, bounds[1:])), t)
 
 
+_blas_lock = threading.Lock()
+_blas_inside = 0  # threads (and nested blocks) inside one_blas_thread now
+_blas_previous = None  # the setting before the first of them entered
+
+
 class one_blas_thread:
     """Within: numpy's OpenBLAS multiplies on one thread; the previous setting after.
     The framework's products run so, spread over cores by `split` where they are large:
     after a product on several threads, OpenBLAS's idle threads spin for a while and took
     the second core from `split`'s thread (a conv's forward 2.0 -> 3.2 ms, Adam 1.8 ->
-    2.5 ms in the lecture net's step)."""
+    2.5 ms in the lecture net's step). The setting is process-wide, so blocks are counted
+    over all threads: the first in saves it, the last out restores it (two threads each
+    restoring what it found left the process on one OpenBLAS thread)."""
 
     def __enter__(self):
-        self.previous = _set_local(1) if _set_local is not None else None
+        global _blas_inside, _blas_previous
+        if _set_local is not None:
+            with _blas_lock:
+                if _blas_inside == 0:
+                    _blas_previous = _set_local(1)
+                _blas_inside += 1
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            _set_local(self.previous)
+        global _blas_inside
+        if _set_local is not None:
+            with _blas_lock:
+                _blas_inside -= 1
+                if _blas_inside == 0:
+                    _set_local(_blas_previous)
 
 
 def split(work, items: list, threads: int | None = None) -> list:

@@ -56,7 +56,9 @@ class Tensor(InPlaceMethods):
     _sources = None  # inputs of an unrecorded step inside a composite op (for drawing)
     _is_constant = False  # made by an op for its own arithmetic (a mask, a scalar): drawn inside the op
     _is_view = False  # made by a view op and sharing its input's memory
+    _view_root = None  # a view's: weak reference to the tensor (not a view) whose memory it shares
     _stale = False  # a view whose base was since changed by a recorded in-place op
+    _detached_in_place = False  # a non-leaf cut from the graph by detach_()
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         dtype = None if dtype is None else dtypes.as_dtype(dtype)
@@ -271,7 +273,10 @@ class Tensor(InPlaceMethods):
         return t
 
     def detach_(self) -> "Tensor":
-        """Cut this tensor from the graph, in place; returns self."""
+        """Cut this tensor from the graph, in place; returns self. A node that holds it whole
+        (backward reads it) then refuses to pass it a gradient, as PyTorch's do."""
+        if self._ctx is not None:
+            self._detached_in_place = True
         self._ctx, self.requires_grad = None, False
         return self
 

@@ -36,6 +36,20 @@ def _topo_order(roots):
     return order
 
 
+def _leading_to(order, targets) -> tuple:
+    """(the tensors of `order` that a gradient flows through to one of `targets` (ids), the ids of
+    those whose node must run for it): as in PyTorch, grad() and backward(inputs=...) run only
+    the nodes between the outputs and the inputs, so a freed or changed part elsewhere is no error."""
+    kept, runs, reach = [], set(), set(targets)
+    for t in order:  # every tensor after the tensors it was made from
+        if t._ctx is not None and any(i is not None and id(resolve(i)) in reach for i in t._ctx.inputs):
+            runs.add(id(t))
+            reach.add(id(t))
+        if id(t) in reach:
+            kept.append(t)
+    return kept, runs
+
+
 def _seed(root: Tensor, gradient) -> Tensor:
     if gradient is None:
         if root.numel() != 1:
@@ -111,7 +125,8 @@ class _Grads:
 def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captured=False):
     """The backward pass. Leaves' gradients go to their `.grad`; with `capture` (a list of
     tensors), only those tensors' gradients are collected and returned, and stored into
-    their `.grad` too when `store_captured` (backward(inputs=...))."""
+    their `.grad` too when `store_captured` (backward(inputs=...)); only the nodes between
+    the roots and those tensors run (`_leading_to`)."""
     for r in roots:
         if not r.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
@@ -128,8 +143,12 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
         grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
     captured = {} if capture is None else {id(t): None for t in capture}
     sink = _Grads(create_graph, user_arrays)
-    order = _topo_order(roots)
-    prev_mode, prev_of = state.grad_enabled, state.backward_of
+    order, runs = _topo_order(roots), None
+    if capture is not None:
+        order, runs = _leading_to(order, captured)
+        if store_captured:  # PyTorch's backward(inputs=...) also runs the inputs' own nodes (their results unused)
+            runs.update(captured)
+    prev_mode, prev_of, prev_free = state.grad_enabled, state.backward_of, state.free_grad_of
     state.grad_enabled = create_graph
     try:
         for t in reversed(order):
@@ -141,7 +160,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
             if capture is None and (t._ctx is None or t._retains_grad) and type(t) is not TensorMeta:
                 sink.store(t, g)  # (a TensorMeta's tensor is gone: nobody can read its .grad)
             ctx = t._ctx
-            if ctx is None:
+            if ctx is None or (runs is not None and id(t) not in runs):
                 continue
             if ctx.freed:
                 raise RuntimeError(
@@ -149,15 +168,22 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
                     "after the first backward. Pass retain_graph=True to the first backward.")
             if ctx._saved:
                 ctx.check_saved()
-            ctx.grad_is_free = (not create_graph and g.data.flags.writeable and _refcounts(g) == _SOLE_REFCOUNTS
-                                and (g.data.base is None or _owner_refcount(g.data) == _SOLE_OWNER_REFCOUNT))
+            free = (not create_graph and g.data.flags.writeable and _refcounts(g) == _SOLE_REFCOUNTS
+                    and (g.data.base is None or _owner_refcount(g.data) == _SOLE_OWNER_REFCOUNT))
+            state.free_grad_of = ctx if free else None  # ctx.grad_is_free, in this thread only
             if create_graph:
                 state.backward_of = ctx
             in_grads = ctx.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
             for inp, gi in zip(ctx.inputs, in_grads):
-                if gi is None or inp is None or not inp.requires_grad:
+                if gi is None or inp is None:
+                    continue
+                if not inp.requires_grad:
+                    if type(inp) is not TensorMeta and inp._detached_in_place:
+                        raise RuntimeError(
+                            f"{ctx.op_name} backward: one of its inputs, of shape {inp.shape}, was detached in place "
+                            f"(detach_()) after the op used it, so its gradient path is cut; use detach() instead")
                     continue
                 gd, d = gi.data, (inp if type(inp) is TensorMeta else inp.data)
                 assert gd.shape == d.shape, f"{ctx.name}.backward gave shape {gd.shape} for input {d.shape}"
@@ -173,7 +199,7 @@ def _run(roots, gradients, retain_graph, create_graph, capture=None, store_captu
                 if captured[id(t)] is not None:
                     sink.store(t, captured[id(t)])
     finally:
-        state.grad_enabled, state.backward_of = prev_mode, prev_of
+        state.grad_enabled, state.backward_of, state.free_grad_of = prev_mode, prev_of, prev_free
     return captured
 
 

@@ -166,7 +166,6 @@ class Function:
     HEAVY_ATTRS: tuple = ()  # attributes that may hold arrays as large as an activation: dropped by free()
     _keep = ("inputs", "needs_input_grad", "attrs", "modules", "scope", "nested_scopes", "freed", "_out",
              "backward_of")
-    grad_is_free = False  # set by the engine just before it calls backward
     _saved = None  # saved_entry tuples, checked before backward
     backward_of = None  # under create_graph: the node whose backward rule recorded this one
     reads_output = False  # True when backward reads `self.output` (SAVES has "out")
@@ -233,6 +232,12 @@ class Function:
                     f"({dtype}), was modified by an in-place operation after the forward pass: it is at version "
                     f"{vc.v}, expected version {v}. Change it out of place (or on a .clone()) instead, or run "
                     f"backward before changing it.")
+
+    @property
+    def grad_is_free(self) -> bool:
+        """True while the engine runs this node's backward, in this thread, with a gradient
+        that nothing else refers to (set per thread: threads may run one retained graph)."""
+        return state.free_grad_of is self
 
     @property
     def output(self):
@@ -332,12 +337,22 @@ def _saved_keys(cls, req: tuple) -> tuple:
 
 def _link_view(out, inp) -> None:
     """`out` shares `inp`'s memory: the same version counter, marked as a view, and listed
-    (weakly) among inp's views. (No strong reference to `inp`: the engine's reuse of
-    gradient buffers counts references.)"""
+    (weakly) among inp's views and, when inp is itself a view, among those of the tensor the
+    views started from (a view of a view outlives the view between, which a graph keeps only
+    as its TensorMeta). (No strong reference to `inp`: the engine's reuse of gradient
+    buffers counts references.)"""
     base = out.data.base
     if base is not None and (base is inp.data or base is inp.data.base) or out.data is inp.data:
         out._vc, out._is_view = version_counter(inp), True
-        _add_weak(inp, "_views", weakref.ref(out))
+        ref = weakref.ref(out)
+        _add_weak(inp, "_views", ref)
+        if inp._is_view:
+            out._view_root = inp._view_root
+            root = inp._view_root()
+            if root is not None:
+                _add_weak(root, "_views", ref)
+        else:
+            out._view_root = weakref.ref(inp)
 
 
 def _add_weak(t, attr: str, ref) -> None:

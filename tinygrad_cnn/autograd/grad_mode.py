@@ -16,6 +16,7 @@ class _State(threading.local):
         self.module_stack: list = []  # nn.Modules whose forward is running (for graph drawing)
         self.op_stack: list = []  # composite ops (conv2d, cross_entropy, ...) that are running
         self.backward_of = None  # the Function whose backward rule is running under create_graph
+        self.free_grad_of = None  # the Function whose backward may overwrite its gradient (engine._run)
 
 
 state = _State()

@@ -85,9 +85,13 @@ def split_rows(work, *arrays, min_elements: int = ROW_SPLIT_ELEMENTS) -> None:
     if t == 1:
         work(*arrays)
         return
+    split(lambda blocks: [work(*(a[lo:hi] for a in arrays)) for lo, hi in blocks], _even_blocks(n, t), t)
+
+
+def _even_blocks(n: int, t: int) -> list:
+    """[(lo, hi), ...]: range(n) cut into t blocks of sizes differing by one at most."""
     bounds = [n * k // t for k in range(t + 1)]
-    split(lambda blocks: [work(*(a[lo:hi] for a in arrays)) for lo, hi in blocks],
-          list(zip(bounds, bounds[1:])), t)
+    return list(zip(bounds, bounds[1:]))
 
 
 _blas_lock = threading.Lock()
@@ -153,15 +157,12 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         with one_blas_thread():
             return np.matmul(a, b)
     out = np.empty((m, n), dtype=np.result_type(a, b))
-    size = max(m, n)
-    bounds = [size * k // THREADS for k in range(THREADS + 1)]
-    if m >= n:
-        def work(blocks):
-            for lo, hi in blocks:
-                np.matmul(a[lo:hi], b, out=out[lo:hi])
-    else:
-        def work(blocks):
-            for lo, hi in blocks:
-                np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
-    split(work, list(zip(bounds, bounds[1:])))
+    cut_rows = m >= n
+
+    def work(blocks):
+        for lo, hi in blocks:
+            rows, cols = (slice(lo, hi), slice(None)) if cut_rows else (slice(None), slice(lo, hi))
+            np.matmul(a[rows], b[:, cols], out=out[rows, cols])
+
+    split(work, _even_blocks(max(m, n), THREADS))
     return out

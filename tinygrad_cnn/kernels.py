@@ -579,8 +579,8 @@ def pool_gather(x, arg, kernel, stride, padding, dilation):
     """The values of x at the recorded maxima: the adjoint of `pool_scatter`."""
     xp = pad4(x, padding, 0.0)
     out = empty_as(arg.shape, x.dtype, memory_order(arg), zeros=True)
-    for o, (_, _, rows, cols) in enumerate(offset_slices(kernel, stride, dilation, arg.shape[2:])):
-        np.copyto(out, xp[:, :, rows, cols], where=arg == o)
+    for o, v in enumerate(_offset_views(xp, kernel, stride, dilation, arg.shape[2:])):
+        np.copyto(out, v, where=arg == o)
     return out
 
 
@@ -588,7 +588,7 @@ def avg_pool(x, kernel, stride, padding, out_hw, count):
     """Mean over each window of the zero-padded x: the window sums divided by `count` (a
     number, or (1, 1, OH, OW) window sizes). (N, C, H, W) -> (N, C, OH, OW), in x's layout."""
     xp = pad4(x, padding)
-    slices = [xp[:, :, rows, cols] for _, _, rows, cols in offset_slices(kernel, stride, (1, 1), out_hw)]
+    slices = _offset_views(xp, kernel, stride, (1, 1), out_hw)
     out = np.add(slices[0], slices[1]) if len(slices) > 1 else np.copy(slices[0], order="K")
     for v in slices[2:]:
         np.add(out, v, out=out)

@@ -135,11 +135,6 @@ def resolve(t):
     return t
 
 
-def _stands_for(t, target) -> bool:
-    """True when the graph entry t (a Tensor or TensorMeta) is `target` as it is now."""
-    return t is target or (type(t) is TensorMeta and t._ref() is target and t._ctx is target._ctx)
-
-
 class Function:
     """One differentiable op: a node of the graph.
 
@@ -416,7 +411,7 @@ def _split_history(target, cls, others) -> tuple:
     if old._ctx is not None:
         old._ctx._out = weakref.ref(old)
     for fn in _consumers(target):
-        fn.inputs = tuple(old if _stands_for(t, target) else t for t in fn.inputs)
+        fn.inputs = tuple(old if resolve(t) is target else t for t in fn.inputs)
     old._consumers, target._consumers = target._consumers, None
     return old, [target.detach() if o is target and i + 1 in reads else old if o is target else o
                  for i, o in enumerate(others)]

@@ -1,6 +1,7 @@
 """Adam, as torch.optim.Adam (weight_decay as L2 on the gradient, amsgrad)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -38,13 +39,11 @@ class Adam(Optimizer):
         # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps * sqrt(1 - b2^t))
         c2 = math.sqrt(1 - b2 ** t)
         coefs = (b1, b2, eps * c2, lr * c2 / (1 - b1 ** t))
-        if vmax is None:
-            _parallel.split_rows(lambda *a: _adam_step(*a, None, coefs), p, g, m, v, tmp)
-        else:
-            _parallel.split_rows(lambda *a: _adam_step(*a, coefs), p, g, m, v, tmp, vmax)
+        arrays = (p, g, m, v, tmp) if vmax is None else (p, g, m, v, tmp, vmax)
+        _parallel.split_rows(functools.partial(_adam_step, coefs), *arrays)
 
 
-def _adam_step(p, g, m, v, tmp, vmax, coefs) -> None:
+def _adam_step(coefs, p, g, m, v, tmp, vmax=None) -> None:
     """One Adam update of arrays of one shape, in place (12 passes; `tmp` is scratch):
     m, v <- the moments' running averages; p -= step * m / (sqrt(v or vmax) + eps')."""
     b1, b2, eps, step = coefs

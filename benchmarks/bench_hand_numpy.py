@@ -46,11 +46,10 @@ class HandNet:
         conv kernels and layout (the batch innermost, a chunk of output rows per product)."""
         w1, w2, b2, w3, b3 = self.params
         n = len(x)
-        y = _max0(kernels.conv2d(x, w1, *CONV))  # (N, 30, 24, 24), laid out (30, 24, 24, N)
-        mask1 = y != 0  # as ours: not <= 0
+        y, mask1 = _max0(kernels.conv2d(x, w1, *CONV), with_mask=True)  # (N, 30, 24, 24), laid out (30, 24, 24, N)
         pooled, arg = kernels.max_pool(y, *POOL, (12, 12))
         flat = pooled.reshape(n, -1)
-        y2 = _max0(flat @ w2 + b2)
+        y2 = _max0(flat @ w2 + b2)[0]
         logits = y2 @ w3 + b3
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)

@@ -128,9 +128,9 @@ def test_max0_on_permuted_and_strided_arrays(rng):
     a = rng.standard_normal((40, 30, 8, 8)).astype(np.float32)
     a[0, 0, 0, :2] = [np.nan, -0.0]
     for v in (chwn(a), a[:, :, ::2], a.transpose(1, 0, 2, 3)):
-        out = _max0(v)
+        out, _ = _max0(v)
         np.testing.assert_array_equal(out, np.maximum(v, 0))
-    assert kernels.memory_order(_max0(chwn(a))) == CHWN
+    assert kernels.memory_order(_max0(chwn(a))[0]) == CHWN
 
 
 @pytest.mark.parametrize("layout", ["chwn", "nchw", "strided"])
@@ -256,3 +256,27 @@ def test_max_pool_and_its_gradient_in_pieces_match_the_whole(rng, monkeypatch, l
     np.testing.assert_array_equal(arg2, arg)
     np.testing.assert_array_equal(kernels.pool_scatter(g, arg2, x.shape, *geom[:4]), grad)
     assert kernels.memory_order(pieces) == layout
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["chwn", "nchw"])
+def test_relu_in_pieces_on_threads_matches_numpy_exactly(rng, monkeypatch, threads, layout):
+    # ReLU's forward (max and mask) and backward go to the threads in pieces from THREAD_VALUES
+    # on; pieces end at multiples of a row of zeros, and a last piece has a tail
+    from tinygrad_cnn import _parallel
+    from tinygrad_cnn.ops import elementwise
+    monkeypatch.setattr(_parallel, "THREADS", threads)
+    monkeypatch.setattr(elementwise, "THREAD_VALUES", 1 << 15)
+    monkeypatch.setattr(elementwise, "_MASK_BLOCK", 1 << 14)  # backward's blocks too
+    a = rng.standard_normal((3, 7, 61, 67)).astype(np.float32)  # 85,827 values: not a multiple of a row
+    a[0, 0, 0, :3], a[2, 6, 60, -1] = [np.nan, -0.0, 0.0], np.nan
+    x = chwn(a) if layout == "chwn" else a
+    assert elementwise._pieces(x.size, elementwise._ZERO_ROW)[-1][1] == x.size
+    out, mask = _max0(x, with_mask=True)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    np.testing.assert_array_equal(mask, np.maximum(x, 0) != 0)
+    assert kernels.memory_order(out) == kernels.memory_order(mask) == kernels.memory_order(x)
+    c = rng.standard_normal(x.shape).astype(np.float32)
+    xt = Tensor._make(x).requires_grad_()
+    (xt.relu() * Tensor(c)).sum().backward()
+    np.testing.assert_array_equal(xt.grad.data, c * (np.maximum(x, 0) != 0))

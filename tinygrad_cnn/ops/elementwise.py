@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes, kernels
+from .. import _parallel, dtypes, kernels
 from ..errors import ShapeError
 from ..tensor import Function, Tensor
 from .helpers import cast_operand, unbroadcast
@@ -84,9 +84,9 @@ class Relu(Function):
     SAVES = {0: ("out",)}
 
     def forward(self, a):
-        out = _max0(a)
-        if self.needs_input_grad[0]:  # a quarter of the output's bytes, read back in backward
-            self.mask = out != 0  # out >= 0 or NaN, so this is "not out <= 0" in one pass
+        out, mask = _max0(a, with_mask=self.needs_input_grad[0])
+        if mask is not None:  # a quarter of the output's bytes, read back in backward
+            self.mask = mask
         return out
 
     def backward(self, g):
@@ -97,23 +97,38 @@ class Relu(Function):
 
 
 _MASK_BLOCK = 1 << 18  # values per block: the block's float copy of the mask (1 MB) stays in L2
+THREAD_VALUES = 1 << 20  # ReLU's passes over arrays from this size go to the threads in even pieces
+
+
+def _pieces(size: int, unit: int) -> list:
+    """[(lo, hi), ...]: range(size) in one piece per thread (cut at multiples of `unit`) from
+    THREAD_VALUES values on, else one piece."""
+    t = _parallel.THREADS if size >= THREAD_VALUES else 1
+    bounds = [min(size, size * k // t // unit * unit) for k in range(t)] + [size]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
 def _multiply_by_mask(a: np.ndarray, mask: np.ndarray) -> None:
     """a *= mask in place (mask bool, a's shape). numpy multiplies float by bool through a
     slow casting loop (0.60 ms for 1.7M float32 values); by a float copy of the mask it takes
-    0.22 ms, so large dense arrays go in blocks, each with a float copy of its mask (0.34 ms)."""
+    0.22 ms, so large dense arrays go in blocks, each with a float copy of its mask (0.34 ms),
+    on the threads (`_pieces`)."""
     order = kernels.memory_order(a) if a.size >= 2 * _MASK_BLOCK and a.dtype.kind == "f" else None
     flat_a, flat_m = (_flat(a, order), _flat(mask, order)) if order else (None, None)
     if flat_a is None or flat_m is None:  # small, not floating point, or strided
         np.multiply(a, mask, out=a)
         return
-    buf = np.empty(_MASK_BLOCK, dtype=a.dtype)
-    for s in range(0, a.size, _MASK_BLOCK):
-        block = flat_a[s:s + _MASK_BLOCK]
-        ones = buf[:block.size]
-        np.copyto(ones, flat_m[s:s + _MASK_BLOCK])
-        np.multiply(block, ones, out=block)
+
+    def work(pieces):  # on one thread: its own float copy of a block of the mask
+        buf = np.empty(_MASK_BLOCK, dtype=a.dtype)
+        for lo, hi in pieces:
+            for s in range(lo, hi, _MASK_BLOCK):
+                block = flat_a[s:min(hi, s + _MASK_BLOCK)]
+                ones = buf[:block.size]
+                np.copyto(ones, flat_m[s:s + block.size])
+                np.multiply(block, ones, out=block)
+
+    _parallel.split(work, _pieces(a.size, _MASK_BLOCK))
 
 
 def _flat(a: np.ndarray, order: tuple):
@@ -129,26 +144,38 @@ _ZERO_ROW = 16384
 _zero_rows: dict = {}
 
 
-def _max0(a: np.ndarray) -> np.ndarray:
-    """np.maximum(a, 0), NaN kept, in a's layout. numpy (2.4) vectorizes `maximum` only when
-    both operands are arrays, not against a scalar, so a large dense float array is compared,
-    as rows of 16384, with one cached row of zeros: 2.4x faster on a (100, 30, 24, 24) float32."""
-    if a.size < 2 * _ZERO_ROW or a.dtype.kind != "f":
-        return np.maximum(a, a.dtype.type(0))
-    order = kernels.memory_order(a)
-    flat = _flat(a, order)
-    if flat is None:  # strided
-        return np.maximum(a, a.dtype.type(0))
+def _max0(a: np.ndarray, with_mask=False) -> tuple:
+    """(np.maximum(a, 0), out != 0 if with_mask else None), NaN kept, in a's layout. numpy
+    (2.4) vectorizes `maximum` only when both operands are arrays, not against a scalar, so
+    a large dense float array is compared, as rows of 16384, with one cached row of zeros:
+    2.4x faster on a (100, 30, 24, 24) float32. The mask (out >= 0 or NaN, so "not out <=
+    0") is made from each piece of the output while it is in cache; large arrays go to the
+    threads in pieces (`_pieces`)."""
+    order = kernels.memory_order(a) if a.size >= 2 * _ZERO_ROW and a.dtype.kind == "f" else None
+    flat = _flat(a, order) if order else None
+    if flat is None:  # small, not floating point, or strided
+        out = np.maximum(a, a.dtype.type(0))
+        return out, (out != 0 if with_mask else None)
     zeros = _zero_rows.get(a.dtype)
     if zeros is None:
         zeros = _zero_rows[a.dtype] = np.zeros(_ZERO_ROW, dtype=a.dtype)
         zeros.flags.writeable = False
     out = kernels.empty_as(a.shape, a.dtype, order)  # in a's layout (conv2d's batch-innermost output)
-    dst = _flat(out, order)
-    whole = flat.size - flat.size % _ZERO_ROW
-    np.maximum(flat[:whole].reshape(-1, _ZERO_ROW), zeros, out=dst[:whole].reshape(-1, _ZERO_ROW))
-    np.maximum(flat[whole:], zeros[:flat.size - whole], out=dst[whole:])
-    return out
+    mask = kernels.empty_as(a.shape, np.bool_, order) if with_mask else None
+    dst, bits = _flat(out, order), (_flat(mask, order) if with_mask else None)
+
+    def work(pieces):
+        for lo, hi in pieces:
+            for s in range(lo, hi, _MASK_BLOCK):  # blocks of whole rows but the very last
+                e = min(hi, s + _MASK_BLOCK)
+                whole = s + (e - s) // _ZERO_ROW * _ZERO_ROW
+                np.maximum(flat[s:whole].reshape(-1, _ZERO_ROW), zeros, out=dst[s:whole].reshape(-1, _ZERO_ROW))
+                np.maximum(flat[whole:e], zeros[:e - whole], out=dst[whole:e])
+                if bits is not None:
+                    np.not_equal(dst[s:e], 0, out=bits[s:e])
+
+    _parallel.split(work, _pieces(flat.size, _ZERO_ROW))
+    return out, mask
 
 
 class Abs(Function):

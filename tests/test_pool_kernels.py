@@ -76,6 +76,29 @@ def test_max_pool_stacked_in_pieces_matches_the_whole(rng, monkeypatch, layout):
         assert kernels.memory_order(a) == layout
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), (1, 2, 3, 0)])
+@pytest.mark.parametrize("geom", [((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), (4, 3)),  # disjoint windows
+                                  ((3, 2), (2, 1), ((1, 1), (0, 0)), (1, 1), (4, 5))])  # overlapping
+def test_pooling_in_pieces_on_threads_matches_one_thread(rng, monkeypatch, threads, layout, geom):
+    from tinygrad_cnn import _parallel
+    x = kernels.in_order(rng.integers(-2, 2, (6, 5, 8, 6)).astype(np.float32), layout)  # ties
+    x[0, 1, 2, 3] = np.nan
+    g = rng.standard_normal((6, 5, *geom[-1])).astype(np.float32)
+    one = kernels.max_pool(x, *geom), kernels.max_pool(x, *geom, with_arg=False)[0]
+    scattered = kernels.pool_scatter(g, one[0][1], x.shape, *geom[:4])
+    monkeypatch.setattr(_parallel, "THREADS", threads)
+    monkeypatch.setattr(kernels, "POOL_THREAD_BYTES", 0)
+    monkeypatch.setattr(kernels, "STACK_BYTES", 64)  # pieces of a channel or an image each
+    monkeypatch.setattr(kernels, "POOL_CHUNK_BYTES", 256)
+    (out, arg), alone = kernels.max_pool(x, *geom), kernels.max_pool(x, *geom, with_arg=False)[0]
+    np.testing.assert_array_equal(out, one[0][0])
+    np.testing.assert_array_equal(arg, one[0][1])
+    np.testing.assert_array_equal(alone, one[1])
+    np.testing.assert_array_equal(kernels.pool_scatter(g, arg, x.shape, *geom[:4]), scattered)
+    assert kernels.memory_order(out) == kernels.memory_order(arg) == layout
+
+
 @needs_torch
 @pytest.mark.parametrize("shape", [(100, 30, 24, 24), (1, 30, 24, 24), (7, 4, 9, 11)])
 def test_max_pool2d_on_conv_layout_matches_pytorch_with_ties_and_nan(rng, shape):

@@ -460,15 +460,12 @@ def _offset_stack(xp, kernel, stride, dilation, out_hw, buf) -> np.ndarray:
     return planes
 
 
-def _stacked_pieces(xp, out, kernel, stride, dilation):
-    """For each piece of `out` (N, C, OH, OW) (`_outer_chunks`, the stacked slices of a piece
-    taking about STACK_BYTES): its index and its window slices (`_offset_stack` of that
-    piece of xp), all in one reused buffer."""
-    count = kernel[0] * kernel[1]
-    pieces = _outer_chunks(out, count * out.nbytes, STACK_BYTES)
-    buf = np.empty(count * max(out[idx].size for idx in pieces), dtype=xp.dtype)
-    for idx in pieces:
-        yield idx, _offset_stack(xp[idx], kernel, stride, dilation, out.shape[2:], buf)
+POOL_THREAD_BYTES = 4 << 20  # pooling's pieces go to the threads from inputs of this size (1M float32)
+
+
+def _pool_threads(nbytes: int) -> int:
+    """How many threads a pooling kernel over an input of `nbytes` spreads its pieces over."""
+    return _parallel.THREADS if nbytes >= POOL_THREAD_BYTES else 1
 
 
 def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
@@ -477,20 +474,31 @@ def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
     unless `with_arg`). Both in x's layout.
 
     With the argmax (six passes over the windows' slices for 2x2) the slices are copied
-    first, a piece at a time (`_stacked_pieces`); the max alone (three passes) reads the
-    strided slices, which was as fast as copying them."""
+    first, a piece at a time (`_offset_stack`); the max alone (three passes) reads the
+    strided slices, which was as fast as copying them. The pieces of large inputs go to
+    the threads (`_pool_threads`)."""
     xp = pad4(x, padding, lowest(x.dtype))
     if not with_arg and stride == kernel and dilation == (1, 1) and xp.flags.c_contiguous:
         return _max_pool_tiled(xp, kernel, out_hw), None
     order, shape = memory_order(xp), xp.shape[:2] + tuple(out_hw)
     out = empty_as(shape, xp.dtype, order)
+    threads = _pool_threads(xp.nbytes)
     if not with_arg:
-        for idx in _outer_chunks(xp):
-            _max_into(_offset_views(xp[idx], kernel, stride, dilation, out_hw), out[idx], None)
+        def max_of(pieces):
+            for idx in pieces:
+                _max_into(_offset_views(xp[idx], kernel, stride, dilation, out_hw), out[idx], None)
+
+        _parallel.split(max_of, _outer_chunks(xp, limit=min(POOL_CHUNK_BYTES, -(-xp.nbytes // threads))), threads)
         return out, None
     arg = empty_as(shape, np.uint8 if kernel[0] * kernel[1] < 256 else np.int32, order)
-    for idx, planes in _stacked_pieces(xp, out, kernel, stride, dilation):
-        _max_into(planes, out[idx], arg[idx])
+    count = kernel[0] * kernel[1]
+
+    def max_and_arg(pieces):  # on one thread: its own buffer for a piece's stacked slices
+        buf = np.empty(count * max(out[idx].size for idx in pieces), dtype=xp.dtype)
+        for idx in pieces:
+            _max_into(_offset_stack(xp[idx], kernel, stride, dilation, out_hw, buf), out[idx], arg[idx])
+
+    _parallel.split(max_and_arg, _outer_chunks(out, count * out.nbytes, STACK_BYTES), threads)
     return out, arg
 
 
@@ -563,15 +571,20 @@ def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
     out, disjoint = _scatter_target(input_shape, arg.shape[2:], kernel, stride, padding, dilation, g.dtype, order)
     g = in_order(g, order)  # one layout for all the passes below
     offsets = list(offset_slices(kernel, stride, dilation, arg.shape[2:]))
-    for idx in _outer_chunks(out):
-        piece, gi, ai = out[idx], g[idx], arg[idx]
-        hit = np.empty_like(ai, dtype=bool)
-        for o, (_, _, rows, cols) in enumerate(offsets):
-            np.equal(ai, o, out=hit)
-            if disjoint:  # each input position is in one window at most: write, don't add
-                np.multiply(gi, hit, out=piece[:, :, rows, cols])
-            else:
-                piece[:, :, rows, cols] += gi * hit
+
+    def scatter(pieces):
+        for idx in pieces:
+            piece, gi, ai = out[idx], g[idx], arg[idx]
+            hit = np.empty_like(ai, dtype=bool)
+            for o, (_, _, rows, cols) in enumerate(offsets):
+                np.equal(ai, o, out=hit)
+                if disjoint:  # each input position is in one window at most: write, don't add
+                    np.multiply(gi, hit, out=piece[:, :, rows, cols])
+                else:
+                    piece[:, :, rows, cols] += gi * hit
+
+    threads = _pool_threads(out.nbytes)
+    _parallel.split(scatter, _outer_chunks(out, limit=min(POOL_CHUNK_BYTES, -(-out.nbytes // threads))), threads)
     return _unpad(out, padding)
 
 

@@ -16,6 +16,7 @@ import bench_pool_kernels  # noqa: E402
 import bench_hand_numpy  # noqa: E402
 import bench_train_step  # noqa: E402
 import profile_step  # noqa: E402
+import where_time_goes  # noqa: E402
 
 from tinygrad_cnn import ops, optim  # noqa: E402
 
@@ -90,3 +91,24 @@ def test_gemm_floor_lists_the_products_of_a_step():
     # the lecture net: conv (30, 25) @ (25, 576), its weight gradient, then three products per linear layer
     assert [p["mkn"] for p in lecture["products"]][:2] == [(30, 25, 576), (25, 576, 30)]
     assert lecture["step_gflop"] > lecture["inference_gflop"] > 0 and deep["step_ms"] > 0
+
+
+def test_where_time_goes_puts_each_op_under_its_layer_and_the_timers_back():
+    from helpers import torch
+    assert where_time_goes._torch_kind("autograd::engine::evaluate_function: ConvolutionBackward0") == "conv"
+    assert where_time_goes._torch_kind("aten::max_pool2d") == "pooling"
+    assert where_time_goes._torch_kind("Optimizer.step#Adam.step") == "optimizer"
+    assert where_time_goes._torch_kind("aten::flatten") == "rest"
+    before = vars(ops.MatMul)["forward"], vars(optim.Optimizer)["zero_grad"]
+    step = bench_models.case_fns("mnist_example", 2, None)["ours step"]
+    step()
+    with where_time_goes.OurTimers() as timers:
+        step()
+    assert set(timers.ms) >= {"conv", "linear", "activation", "pooling", "dropout", "loss", "optimizer"}
+    assert all(v > 0 for v in timers.ms.values())
+    assert (vars(ops.MatMul)["forward"], vars(optim.Optimizer)["zero_grad"]) == before
+    if torch is None:
+        return
+    result = where_time_goes.profile("lenet5", 2, steps=2, per_block=1)
+    assert result["ours"]["conv"] > 0 and result["torch"]["conv"] > 0
+    assert set(result["floor"]) == {"conv", "linear"} and result["step"]["torch"] > 0

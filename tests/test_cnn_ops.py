@@ -286,3 +286,26 @@ ERRORS = [
 def test_bad_input_gets_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@given(n=st.integers(1, 4), k=st.integers(1, 5), out=st.integers(1, 4), bias=st.booleans(),
+       fortran=st.booleans(), seed=st.integers(0, 2**16))
+def test_linear_is_one_op_with_exact_gradients_in_every_layout(n, k, out, bias, fortran, seed):
+    # F.linear on a 2-D input is one op (Linear): its backward without create_graph is numpy
+    # products (batch 1: an outer product), with create_graph Tensor ops; both against
+    # finite differences, and the input's gradient laid out as the input is
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal((n, k)), rng.standard_normal((out, k)), rng.standard_normal(out)
+    x = np.asfortranarray(x) if fortran else x
+    args = (leaf(x), leaf(w)) + ((leaf(b),) if bias else ())
+    y = F.linear(*args)
+    assert type(y._ctx).__name__ == "Linear"
+    np.testing.assert_allclose(y.data, x @ w.T + (b if bias else 0), rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda *t: F.linear(*t), *args)
+    assert gradgradcheck(lambda *t: F.linear(*t).tanh(), *args)
+    node = F.linear(Tensor._make(x).requires_grad_(), Tensor(w))._ctx
+    g = rng.standard_normal((n, out))
+    with tc.no_grad():  # as backward runs it without create_graph
+        gx = node.backward(Tensor(g))[0]
+    np.testing.assert_allclose(gx.data, g @ w, rtol=1e-12, atol=1e-12)
+    assert gx.data.flags.f_contiguous == x.flags.f_contiguous or min(n, k) == 1

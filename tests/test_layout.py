@@ -242,6 +242,42 @@ def test_split_works_in_a_forked_child(monkeypatch):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_child_forked_inside_one_blas_thread_gets_the_setting_back():
+    # a thread of the parent inside one_blas_thread when it forks (here the forking thread
+    # itself): the child must not stay on one OpenBLAS thread for good
+    import os
+
+    from tinygrad_cnn import _parallel
+    if _parallel._set_local is None:
+        pytest.skip("numpy's OpenBLAS has no thread control")
+    before = _parallel._set_local(2)
+    try:
+        with _parallel.one_blas_thread():
+            pid = os.fork()
+            if pid == 0:
+                ok = _parallel._set_local(2) == 2 and _parallel._blas_inside == 0
+                os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert _parallel._set_local(2) == 2  # the parent's own block restored it too
+    finally:
+        _parallel._set_local(before)
+
+
+def test_a_grown_pool_leaves_the_old_one_working(monkeypatch):
+    # another thread may be handing work to the old pool while one grows it
+    from tinygrad_cnn import _parallel
+    monkeypatch.setattr(_parallel, "_pool", None)
+    monkeypatch.setattr(_parallel, "_pool_size", 0)
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    old = _parallel._get_pool(1)
+    monkeypatch.setattr(_parallel, "THREADS", 4)
+    new = _parallel._get_pool(2)
+    assert new is not old and new._max_workers == 3  # THREADS - 1 at once, not 2 then 3
+    assert old.submit(lambda: 7).result() == 7 and _parallel._get_pool(3) is new
+
+
 @pytest.mark.parametrize("layout", [(0, 1, 2, 3), CHWN])
 def test_max_pool_and_its_gradient_in_pieces_match_the_whole(rng, monkeypatch, layout):
     x = kernels.in_order(rng.standard_normal((4, 5, 6, 6)), layout)

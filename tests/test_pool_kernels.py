@@ -109,3 +109,25 @@ def test_max_pool2d_on_conv_layout_matches_pytorch_with_ties_and_nan(rng, shape)
     np.testing.assert_array_equal(idx.data, t_idx.numpy())  # the first maximum, as PyTorch's
     x[0, 0, :2, :2] = [[np.nan, 1], [2, np.nan]]
     np.testing.assert_array_equal(F.max_pool2d(Tensor(x), 2).data, torch.nn.functional.max_pool2d(torch.tensor(x), 2))
+
+
+@needs_torch
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), (1, 2, 3, 0)])
+@pytest.mark.parametrize("geom", [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=3, stride=1, padding=1),
+                                  dict(kernel_size=3, stride=2, padding=1, dilation=2),
+                                  dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)])
+def test_windows_of_minus_inf_at_the_padding_point_inside_as_pytorch(rng, layout, geom):
+    # nothing in such a window is above the padding value: the index (and the gradient)
+    # goes to the window's first position inside the input, not to a padding position
+    a = rng.standard_normal((2, 2, 7, 6)).astype(np.float32)
+    a[0], a[1, :, :3] = -np.inf, -np.inf
+    x = Tensor._make(kernels.in_order(a, layout)).requires_grad_()
+    out, idx = F.max_pool2d(x, return_indices=True, **geom)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(Tensor(g))
+    tx = torch.tensor(a, requires_grad=True)
+    tout, tidx = torch.nn.functional.max_pool2d(tx, return_indices=True, **geom)
+    tout.backward(torch.tensor(g))
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_array_equal(idx.data, tidx.numpy())
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-6, atol=1e-6)  # overlapping windows add up

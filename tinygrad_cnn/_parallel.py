@@ -52,21 +52,26 @@ _pool_lock = threading.Lock()
 
 
 def _get_pool(size: int) -> ThreadPoolExecutor:
-    """The worker threads (made once, remade larger if THREADS grew)."""
+    """The worker threads: THREADS - 1 of them (at least `size`), made once, and made anew
+    if THREADS grew. The old pool is left to finish, not shut down: another thread may be
+    handing it work at this moment."""
     global _pool, _pool_size
     with _pool_lock:
         if _pool_size < size:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(size, thread_name_prefix="tinygrad_cnn")
-            _pool_size = size
+            _pool_size = max(size, THREADS - 1)
+            _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="tinygrad_cnn")
         return _pool
 
 
 def _forget_pool():
-    """In a forked child the pool's threads do not exist: start without them (and with free locks)."""
-    global _pool, _pool_size, _pool_lock, _blas_lock
+    """In a forked child the pool's threads do not exist: start without them, with free
+    locks, and with numpy's OpenBLAS setting back as it was before any one_blas_thread
+    (another thread of the parent may have been inside one when it forked)."""
+    global _pool, _pool_size, _pool_lock, _blas_lock, _blas_inside
     _pool, _pool_size, _pool_lock, _blas_lock = None, 0, threading.Lock(), threading.Lock()
+    if _blas_inside and _set_local is not None:
+        _set_local(_blas_previous)
+    _blas_inside = 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -120,7 +125,7 @@ class one_blas_thread:
         global _blas_inside
         if _set_local is not None:
             with _blas_lock:
-                _blas_inside -= 1
+                _blas_inside = max(0, _blas_inside - 1)  # (a forked child starts from 0)
                 if _blas_inside == 0:
                     _set_local(_blas_previous)
 

@@ -499,7 +499,36 @@ def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
             _max_into(_offset_stack(xp[idx], kernel, stride, dilation, out_hw, buf), out[idx], arg[idx])
 
     _parallel.split(max_and_arg, _outer_chunks(out, count * out.nbytes, STACK_BYTES), threads)
+    if xp is not x:
+        _argmax_off_the_padding(out, arg, x.shape[2:], kernel, stride, padding, dilation)
     return out, arg
+
+
+def _argmax_off_the_padding(out, arg, in_hw, kernel, stride, padding, dilation) -> None:
+    """Where a window holds nothing above the padding value (all -inf), its first maximum may
+    be a padding position: point it at the window's first position inside the input, as
+    PyTorch does (its index starts there and only a larger value or a NaN moves it)."""
+    hit = out == lowest(out.dtype)
+    if not hit.any():
+        return
+    in_pad, first = _padding_offsets(kernel, stride, padding, dilation, tuple(in_hw), out.shape[2:])
+    n, c, oh, ow = np.nonzero(hit)
+    wrong = in_pad[arg[n, c, oh, ow], oh, ow]
+    n, c, oh, ow = n[wrong], c[wrong], oh[wrong], ow[wrong]
+    arg[n, c, oh, ow] = first[oh, ow]
+
+
+@functools.lru_cache(maxsize=64)
+def _padding_offsets(kernel, stride, padding, dilation, in_hw, out_hw) -> tuple:
+    """(in_pad, first): in_pad[o, oh, ow] is True where kernel offset o of window (oh, ow)
+    falls in the padding; first[oh, ow] is the window's first offset inside the input."""
+    (t, _), (left, _) = padding
+    rows = np.arange(out_hw[0])[:, None] * stride[0] + np.arange(kernel[0])[None, :] * dilation[0] - t  # (OH, KH)
+    cols = np.arange(out_hw[1])[:, None] * stride[1] + np.arange(kernel[1])[None, :] * dilation[1] - left
+    row_out, col_out = (rows < 0) | (rows >= in_hw[0]), (cols < 0) | (cols >= in_hw[1])
+    in_pad = row_out.T[:, None, :, None] | col_out.T[None, :, None, :]  # (KH, KW, OH, OW)
+    first = row_out.argmin(axis=1)[:, None] * kernel[1] + col_out.argmin(axis=1)[None, :]
+    return in_pad.reshape(-1, *out_hw), first
 
 
 def _offset_views(xp, kernel, stride, dilation, out_hw) -> list:

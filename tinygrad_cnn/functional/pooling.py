@@ -119,21 +119,28 @@ class AvgPoolScatter(Function):
 
 
 @_cached
+def _axis_counts(size, k, s, lo, pad_counts, out):
+    """How many positions of an axis of `size` (padded by `lo` in front) each of the `out`
+    windows (kernel k, stride s) averages: a read-only (out,) array. The user's padding
+    counts on both sides with `pad_counts`; ceil_mode's extra padding never does. Memoized:
+    small, and a network asks for the same few at every step."""
+    p = lo if pad_counts else 0
+    starts = np.arange(out) * s
+    counts = np.minimum(starts + k, lo + size + p) - np.maximum(starts, lo - p)
+    counts.flags.writeable = False
+    return counts
+
+
 def _window_counts(hw, geom, count_include_pad, dtype):
-    """How many positions each window over an (H, W) plane averages: a read-only (1, 1, OH, OW)
-    array, or one number when all are equal. With count_include_pad the padding counts, but
-    not the extra rows/cols that ceil_mode adds. Memoized: LeNet-5's two pools took 60 us
-    of its step computing them again."""
-    kernel, stride, ((t, b), (left, r)), _, out_hw = geom
-    h, w = hw
-    ph, pw = (t, left) if count_include_pad else (0, 0)
-    mask = np.zeros((1, 1, h + t + b, w + left + r), dtype=dtype)
-    mask[:, :, t - ph:t + h + ph, left - pw:left + w + pw] = 1
-    count = kernels.avg_pool(mask, kernel, stride, ((0, 0), (0, 0)), out_hw, 1)  # window sums
-    if (count == count.flat[0]).all():
-        return count.flat[0]
-    count.flags.writeable = False
-    return count
+    """How many positions each window over an (H, W) plane averages: a (1, 1, OH, OW) array,
+    or one number when all are equal. The padded window is a rectangle, so each count is
+    the product of its row's and its column's."""
+    kernel, stride, ((t, _), (left, _)), _, out_hw = geom
+    rows = _axis_counts(hw[0], kernel[0], stride[0], t, count_include_pad, out_hw[0])
+    cols = _axis_counts(hw[1], kernel[1], stride[1], left, count_include_pad, out_hw[1])
+    if (rows == rows[0]).all() and (cols == cols[0]).all():
+        return np.dtype(dtype).type(rows[0] * cols[0])
+    return np.multiply.outer(rows, cols).astype(dtype).reshape(1, 1, *out_hw)
 
 
 @_accepts_unbatched

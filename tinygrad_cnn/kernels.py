@@ -513,7 +513,7 @@ def _argmax_off_the_padding(out, arg, in_hw, kernel, stride, padding, dilation) 
         return
     in_pad, first = _padding_offsets(kernel, stride, padding, dilation, tuple(in_hw), out.shape[2:])
     n, c, oh, ow = np.nonzero(hit)
-    wrong = in_pad[arg[n, c, oh, ow], oh, ow]
+    wrong = in_pad[arg[n, c, oh, ow], oh, ow] & ~in_pad[first[oh, ow], oh, ow]  # (a window all padding: kept)
     n, c, oh, ow = n[wrong], c[wrong], oh[wrong], ow[wrong]
     arg[n, c, oh, ow] = first[oh, ow]
 
@@ -521,7 +521,8 @@ def _argmax_off_the_padding(out, arg, in_hw, kernel, stride, padding, dilation) 
 @functools.lru_cache(maxsize=64)
 def _padding_offsets(kernel, stride, padding, dilation, in_hw, out_hw) -> tuple:
     """(in_pad, first): in_pad[o, oh, ow] is True where kernel offset o of window (oh, ow)
-    falls in the padding; first[oh, ow] is the window's first offset inside the input."""
+    falls in the padding; first[oh, ow] is the window's first offset inside the input (one
+    in the padding for a window that has none inside, as dilation can make)."""
     (t, _), (left, _) = padding
     rows = np.arange(out_hw[0])[:, None] * stride[0] + np.arange(kernel[0])[None, :] * dilation[0] - t  # (OH, KH)
     cols = np.arange(out_hw[1])[:, None] * stride[1] + np.arange(kernel[1])[None, :] * dilation[1] - left

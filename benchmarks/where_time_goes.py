@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_models  # noqa: E402
 import gemm_floor  # noqa: E402
 from common import torch_or_none, write_json  # noqa: E402
+from profile_step import _subclasses  # noqa: E402
 
 from tinygrad_cnn import Function, nn, optim  # noqa: E402
 from tinygrad_cnn.autograd.grad_mode import state  # noqa: E402
@@ -82,14 +83,10 @@ class OurTimers:
         return timed
 
     def __enter__(self):
-        subclasses, todo = set(), [Function]
-        while todo:
-            for sub in todo.pop().__subclasses__():
-                subclasses.add(sub)
-                todo.append(sub)
         kind = {"forward": lambda op: _module_kind(state.module_stack),
                 "backward": lambda op: _module_kind(getattr(op, "modules", ()))}
-        targets = [(cls, name, kind[name]) for cls in subclasses for name in ("forward", "backward") if name in vars(cls)]
+        targets = [(cls, name, kind[name]) for cls in set(_subclasses(Function))
+                   for name in ("forward", "backward") if name in vars(cls)]
         targets += [(optim.Optimizer, name, lambda op: "optimizer") for name in ("step", "zero_grad")]
         for cls, name, kind_of in targets:
             self._saved.append((cls, name, vars(cls)[name]))

@@ -41,3 +41,17 @@ def test_threads_leave_numpys_openblas_setting_as_the_caller_had_it(monkeypatch)
         assert _parallel._set_local(3) == 3
     finally:
         _parallel._set_local(before)
+
+
+def test_even_blocks_cut_at_multiples_of_a_unit_and_cover_the_range():
+    assert _parallel._even_blocks(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert _parallel._even_blocks(100, 3, unit=16) == [(0, 32), (32, 64), (64, 100)]
+    assert _parallel._even_blocks(40, 2, unit=16) == [(0, 16), (16, 40)]
+    assert _parallel._even_blocks(20, 4, unit=16) == [(0, 20)]  # cuts that round to 0: empty blocks dropped
+
+
+def test_matmul_of_an_outer_product_is_the_product_row_major():
+    a, b = np.asfortranarray(np.arange(5.0).reshape(5, 1)), np.arange(4.0).reshape(1, 4)
+    out = _parallel.matmul(a, b)
+    np.testing.assert_array_equal(out, a @ b)
+    assert out.flags.c_contiguous

@@ -93,10 +93,11 @@ def split_rows(work, *arrays, min_elements: int = ROW_SPLIT_ELEMENTS) -> None:
     split(lambda blocks: [work(*(a[lo:hi] for a in arrays)) for lo, hi in blocks], _even_blocks(n, t), t)
 
 
-def _even_blocks(n: int, t: int) -> list:
-    """[(lo, hi), ...]: range(n) cut into t blocks of sizes differing by one at most."""
-    bounds = [n * k // t for k in range(t + 1)]
-    return list(zip(bounds, bounds[1:]))
+def _even_blocks(n: int, t: int, unit: int = 1) -> list:
+    """[(lo, hi), ...]: range(n) cut into t blocks of about equal size, inner cuts at
+    multiples of `unit` (blocks left empty by that are dropped)."""
+    bounds = [n * k // t // unit * unit for k in range(t)] + [n]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
 _blas_lock = threading.Lock()
@@ -158,6 +159,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     `split`'s. The lecture net's step (batch 100) 20.8 -> 18.6 ms, PyTorch's MNIST net's
     55.0 -> 52.2 ms, against these products unsplit on one thread (interleaved runs)."""
     m, n = a.shape[0], b.shape[1]
+    if a.shape[1] == 1:  # an outer product (a batch-1 layer's weight gradient): OpenBLAS's GEMM
+        return np.multiply(a, b)  # took 474 us for (100, 1) @ (1, 4320), broadcasting 36 us
     if 2 * m * n * a.shape[1] < MATMUL_SPLIT_FLOPS or max(m, n) < 2 * THREADS:
         with one_blas_thread():
             return np.matmul(a, b)

@@ -468,6 +468,13 @@ def _pool_threads(nbytes: int) -> int:
     return _parallel.THREADS if nbytes >= POOL_THREAD_BYTES else 1
 
 
+def _pool_pieces(a) -> tuple:
+    """(pieces, threads) for a pooling pass over a: `_outer_chunks` of a, at least one per
+    thread."""
+    threads = _pool_threads(a.nbytes)
+    return _outer_chunks(a, limit=min(POOL_CHUNK_BYTES, -(-a.nbytes // threads))), threads
+
+
 def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
     """Max over each window, padding with -inf: (N, C, H, W) -> (N, C, OH, OW). Returns
     (out, arg): arg is the kernel offset (i*KW + j) of each window's first maximum (None
@@ -482,13 +489,12 @@ def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
         return _max_pool_tiled(xp, kernel, out_hw), None
     order, shape = memory_order(xp), xp.shape[:2] + tuple(out_hw)
     out = empty_as(shape, xp.dtype, order)
-    threads = _pool_threads(xp.nbytes)
     if not with_arg:
         def max_of(pieces):
             for idx in pieces:
                 _max_into(_offset_views(xp[idx], kernel, stride, dilation, out_hw), out[idx], None)
 
-        _parallel.split(max_of, _outer_chunks(xp, limit=min(POOL_CHUNK_BYTES, -(-xp.nbytes // threads))), threads)
+        _parallel.split(max_of, *_pool_pieces(xp))
         return out, None
     arg = empty_as(shape, np.uint8 if kernel[0] * kernel[1] < 256 else np.int32, order)
     count = kernel[0] * kernel[1]
@@ -498,7 +504,7 @@ def max_pool(x, kernel, stride, padding, dilation, out_hw, with_arg=True):
         for idx in pieces:
             _max_into(_offset_stack(xp[idx], kernel, stride, dilation, out_hw, buf), out[idx], arg[idx])
 
-    _parallel.split(max_and_arg, _outer_chunks(out, count * out.nbytes, STACK_BYTES), threads)
+    _parallel.split(max_and_arg, _outer_chunks(out, count * out.nbytes, STACK_BYTES), _pool_threads(xp.nbytes))
     if xp is not x:
         _argmax_off_the_padding(out, arg, x.shape[2:], kernel, stride, padding, dilation)
     return out, arg
@@ -613,8 +619,7 @@ def pool_scatter(g, arg, input_shape, kernel, stride, padding, dilation):
                 else:
                     piece[:, :, rows, cols] += gi * hit
 
-    threads = _pool_threads(out.nbytes)
-    _parallel.split(scatter, _outer_chunks(out, limit=min(POOL_CHUNK_BYTES, -(-out.nbytes // threads))), threads)
+    _parallel.split(scatter, *_pool_pieces(out))
     return _unpad(out, padding)
 
 

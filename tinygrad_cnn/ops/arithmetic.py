@@ -182,12 +182,10 @@ class MatMul(Function):
             raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
         two_d = a.ndim == b.ndim == 2
         try:
-            # an outer product (a batch-1 linear layer's weight gradient): OpenBLAS's GEMM took
-            # 474 us for (100, 1) @ (1, 4320), broadcasting 36 us; the same products, no sums
-            if ka == 1 and a.ndim > 1 and b.ndim > 1:
-                out = np.multiply(a, b)
-            elif two_d:
+            if two_d:  # (an outer product, K = 1, is broadcast there)
                 out = _parallel.matmul(a, b)
+            elif ka == 1 and a.ndim > 1 and b.ndim > 1:  # a batch of outer products: the same
+                out = np.multiply(a, b)
             else:
                 with _parallel.one_blas_thread():
                     out = np.matmul(a, b)

@@ -103,9 +103,7 @@ THREAD_VALUES = 1 << 20  # ReLU's passes over arrays from this size go to the th
 def _pieces(size: int, unit: int) -> list:
     """[(lo, hi), ...]: range(size) in one piece per thread (cut at multiples of `unit`) from
     THREAD_VALUES values on, else one piece."""
-    t = _parallel.THREADS if size >= THREAD_VALUES else 1
-    bounds = [min(size, size * k // t // unit * unit) for k in range(t)] + [size]
-    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    return _parallel._even_blocks(size, _parallel.THREADS if size >= THREAD_VALUES else 1, unit)
 
 
 def _multiply_by_mask(a: np.ndarray, mask: np.ndarray) -> None:

@@ -28,6 +28,7 @@ def one_row_chunks(monkeypatch):
     """Every chunk of output rows is a single row, and the chunks go to all threads: the
     chunk loops run several times, on several threads where OpenBLAS allows it."""
     monkeypatch.setattr(kernels, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(kernels, "COL2IM_CHUNK_BYTES", 1)
     monkeypatch.setattr(kernels, "SPLIT_BYTES", 0)
 
 
@@ -161,9 +162,32 @@ def test_matmul_gives_a_transposed_operand_its_gradient_in_its_layout(rng, monke
     assert seen == [CHWN]
 
 
+@given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), extra=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+       chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.integers(1, 3), data=st.data())
+def test_col2im_by_rows_adds_what_fold_adds(n, c, oc, kernel, dilation, extra, chunk_bytes, threads, data):
+    """Stride 1, no padding: the input gradient added along the input's rows (with g's rows
+    widened to the input's pitch) equals col2im (`fold`) of the product, for any kernel,
+    dilation, chunk size and thread count."""
+    from tinygrad_cnn import _parallel
+    h, w = (d * (k - 1) + 1 + e for k, d, e in zip(kernel, dilation, extra))
+    geom = _geometry("conv2d", (n, c, h, w), kernel, 1, 0, dilation)
+    g = data.draw(arrays((n, oc, *geom[-1])))
+    wt = data.draw(arrays((oc, c, *kernel)))
+    expect = kernels.fold(np.matmul(wt.reshape(oc, -1).T, g.reshape(n, oc, -1)), (n, c, h, w), *geom)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "COL2IM_CHUNK_BYTES", chunk_bytes)
+        mp.setattr(kernels, "SPLIT_BYTES", 0)
+        mp.setattr(_parallel, "THREADS", threads)
+        got = kernels._col2im_input_grad(g, wt.reshape(oc, -1), (n, c, h, w), *geom[:4])
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+    assert kernels.memory_order(got) == CHWN or n == 1
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(stride=1, padding=1), dict(stride=(1, 2), dilation=2),
-                                dict(stride=1, padding=(3, 0), dilation=(1, 2))])
+                                dict(stride=1, padding=(3, 0), dilation=(1, 2)), dict(stride=1),
+                                dict(dilation=(2, 3))])  # the last two: col2im by rows (`_col2im_by_rows`)
 def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypatch, one_row_chunks, threads, kw):
     from tinygrad_cnn import _parallel
     monkeypatch.setattr(_parallel, "THREADS", threads)

@@ -167,6 +167,9 @@ SPLIT_BYTES = 4 << 20  # columns are spread over the threads where each gets thi
 # threads against one, the lecture conv at batch 100 (90 MFLOP) 0.87x and 0.77x, DeepConvNet's
 # 5th (237 MFLOP, 7.4 MB of columns) 0.61x and 0.60x; LeNet's 2nd (48 MFLOP) forward 1.23x
 SPLIT_FLOPS = 64_000_000
+# col2im at stride 1 (`_col2im_by_rows`) in chunks of this size: against 2 MB, the MNIST net's
+# step 59.2 -> 56.2 ms and LeNet-5's 11.13 -> 10.85 ms (interleaved); 8 MB 11.04 ms
+COL2IM_CHUNK_BYTES = 4 << 20
 SMALL_PRODUCT = 1 << 20  # M*N*K up to which this OpenBLAS multiplies without packing (see `_product_pieces`)
 
 
@@ -214,15 +217,15 @@ def batch_last(x) -> np.ndarray:
     return in_order(x, _CHWN).transpose(1, 2, 3, 0)
 
 
-def row_chunks(out_h: int, row_bytes: int, flops: int = 0) -> tuple[list, int]:
+def row_chunks(out_h: int, row_bytes: int, flops: int = 0, chunk_bytes: int = 0) -> tuple[list, int]:
     """(chunks, threads): output rows in even chunks (h0, h1) whose columns take about
-    `CHUNK_BYTES` (one row at least), and how many threads to spread them over: one per core
+    `chunk_bytes` (default `CHUNK_BYTES`; one row at least), and how many threads to spread them over: one per core
     where each gets `SPLIT_BYTES` of columns at least, or the products (`flops`, for all
     rows) come to `SPLIT_FLOPS` at least (and then a chunk at least), else one: smaller
     convolutions ran no faster on two threads (see `SPLIT_FLOPS`)."""
     big = out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS or flops >= SPLIT_FLOPS
     threads = min(_parallel.THREADS, out_h) if big else 1
-    count = max(threads, -(-out_h // max(1, min(out_h, CHUNK_BYTES // max(row_bytes, 1)))))
+    count = max(threads, -(-out_h // max(1, min(out_h, (chunk_bytes or CHUNK_BYTES) // max(row_bytes, 1)))))
     rows = -(-out_h // count)
     return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)], threads
 
@@ -384,10 +387,13 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
     Neighbouring chunks add into shared input rows, so the chunks are dealt out in groups of
     consecutive chunks, and the even groups run (each on its own thread), then the odd
     ones: no two threads add into the same rows, and every sum runs in the same order.
+    At stride 1 without padding the adds run along whole rows (`_col2im_by_rows`).
     """
     n, c, h, w = input_shape
     dtype = np.result_type(g, wmat)
     gt = batch_last(g.astype(dtype, copy=False))
+    if stride == (1, 1) and padding == ((0, 0), (0, 0)):
+        return _col2im_by_rows(gt, wmat, input_shape, kernel, dilation)
     oc, out_h, out_w = gt.shape[:3]
     ck = c * kernel[0] * kernel[1]
     out = np.zeros((c, h, w, n), dtype=dtype)
@@ -403,6 +409,47 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
                 out[:, rows, cols] += blocks[:, i, j][inside]  # what lands in the padding is dropped
 
     groups = _disjoint_groups(chunks, threads, stride[0], dilation[0] * (kernel[0] - 1))
+    for phase in (groups[0::2], groups[1::2]):
+        _parallel.split(add, phase, threads)
+    return out.transpose(3, 0, 1, 2)
+
+
+def _col2im_by_rows(gt, wmat, input_shape, kernel, dilation) -> np.ndarray:
+    """`_col2im_input_grad` at stride 1 without padding, for gt (OC, OH, OW, N): each kernel
+    offset's block is added to the input gradient as one contiguous run per channel.
+
+    g's chunk of rows is first copied into a buffer with the input's row pitch (W*N values,
+    zeros past OW), so the product's block for offset (i, j) has the layout of the input
+    rows it lands on, shifted by j columns: its values past OW, zeros, wrap into the next
+    row's first j columns and add nothing. numpy's ufuncs run 3-4x faster per value over
+    contiguous runs than over the strided ones (OW*N values each) that col2im adds otherwise:
+    LeNet-5's second conv 2.05 -> 1.71 ms alone.
+    """
+    n, c, h, w = input_shape
+    dtype, (oc, out_h, out_w) = gt.dtype, gt.shape[:3]
+    (kh, kw), pitch = kernel, w * n
+    ck = c * kh * kw
+    out = np.zeros((c, h, w, n), dtype=dtype)
+    flat = out.reshape(c, -1)
+    chunks, threads = row_chunks(out_h, ck * pitch * dtype.itemsize, 2 * ck * oc * out_h * out_w * n,
+                                 COL2IM_CHUNK_BYTES)
+    tallest = max(h1 - h0 for h0, h1 in chunks)
+
+    def add(groups):  # on one thread: col2im of its groups' chunks
+        g_rows = np.zeros((oc, tallest, w, n), dtype=dtype)  # its columns past OW stay zero
+        buf = np.empty(ck * tallest * pitch, dtype=dtype)
+        for h0, h1 in (chunk for group in groups for chunk in group):
+            length = (h1 - h0) * pitch
+            np.copyto(g_rows[:, :h1 - h0, :out_w], gt[:, h0:h1])
+            part = np.matmul(wmat.T, g_rows[:, :h1 - h0].reshape(oc, -1), out=buf[:ck * length].reshape(ck, -1))
+            blocks = part.reshape(c, kh * kw, length)
+            for i in range(kh):
+                for j in range(kw):
+                    shift = j * dilation[1] * n
+                    start = (h0 + i * dilation[0]) * pitch + shift
+                    flat[:, start:start + length - shift] += blocks[:, i * kw + j, :length - shift]
+
+    groups = _disjoint_groups(chunks, threads, 1, dilation[0] * (kh - 1))
     for phase in (groups[0::2], groups[1::2]):
         _parallel.split(add, phase, threads)
     return out.transpose(3, 0, 1, 2)

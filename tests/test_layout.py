@@ -162,6 +162,59 @@ def test_matmul_gives_a_transposed_operand_its_gradient_in_its_layout(rng, monke
     assert seen == [CHWN]
 
 
+@pytest.fixture
+def row_slabs(monkeypatch):
+    """conv2d and its weight gradient multiply `_RowSlabs` wherever those apply (dilation 1
+    along H, kernels taller than one row), at any batch and chunk size."""
+    monkeypatch.setattr(kernels, "SLAB_MIN_RUN", 0)
+    monkeypatch.setattr(kernels, "SLAB_SHARE", float("inf"))
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3), kernel=st.tuples(st.integers(2, 4), st.integers(1, 3)),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), dw=st.integers(1, 2),
+       padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), extra=st.tuples(st.integers(0, 5), st.integers(0, 3)),
+       bias=st.booleans(), chunk_bytes=st.sampled_from([1, 300, 3000, 1 << 22]), threads=st.integers(1, 3),
+       data=st.data())
+def test_row_slabs_give_the_columns_products(n, c, oc, kernel, stride, dw, padding, extra, bias, chunk_bytes, threads,
+                                            data):
+    """conv2d and its weight gradient from `_RowSlabs` (im2col along W only, each output row's
+    columns a contiguous slab) equal the naive convolution and the columns' contraction, for
+    any kernel, stride, padding, W dilation, chunk size and thread count."""
+    from tinygrad_cnn import _parallel
+    h, w = kernel[0] + extra[0], dw * (kernel[1] - 1) + 1 + extra[1]
+    x, wt, b = data.draw(arrays((n, c, h, w))), data.draw(arrays((oc, c, *kernel))), data.draw(arrays((oc,)))
+    geom = _geometry("conv2d", x.shape, kernel, stride, padding, (1, dw))
+    g = data.draw(arrays((n, oc, *geom[-1])))
+    wmat = np.concatenate([wt.reshape(oc, -1), b[:, None]], axis=1) if bias else wt.reshape(oc, -1)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in (("SLAB_MIN_RUN", 0), ("SLAB_SHARE", float("inf")), ("CHUNK_BYTES", chunk_bytes),
+                            ("SPLIT_BYTES", 0)):
+            mp.setattr(kernels, name, value)
+        mp.setattr(_parallel, "THREADS", threads)
+        xt, g0 = kernels._zero_padded(kernels.batch_last(x), geom)
+        assert kernels._RowSlabs.chunks_of(xt, g0, bias, x.dtype, oc) is not None
+        out = kernels.conv2d(x, wmat, *geom)
+        wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=bias)
+    ref = naive.conv2d(x, wt, b if bias else None, stride=geom[1], padding=(geom[2][0][0], geom[2][1][0]),
+                       dilation=geom[3])
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    assert kernels.memory_order(out) == CHWN or n == 1
+    expect = np.einsum("nol,nkl->ok", g.reshape(n, oc, -1), kernels.unfold(x, *geom))
+    if bias:
+        expect = np.concatenate([expect, g.sum(axis=(0, 2, 3))[:, None]], axis=1)
+    np.testing.assert_allclose(wg, expect, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kw", [dict(padding=2), dict(stride=2, padding=(2, 0)), dict(dilation=(1, 2), stride=(2, 1))])
+def test_conv2d_gradients_through_row_slabs(rng, row_slabs, kw):
+    x, w, b = rng.standard_normal((3, 2, 7, 5)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    xt, geom = kernels._zero_padded(kernels.batch_last(x), (*_geometry("conv2d", x.shape, (3, 2), kw.get("stride", 1),
+                                                                         kw.get("padding", 0), kw.get("dilation", 1)),))
+    assert kernels._RowSlabs.chunks_of(xt, geom, True, x.dtype, 4) is not None
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
+    assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
+
+
 @given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), extra=st.tuples(st.integers(0, 4), st.integers(0, 4)),
        chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.integers(1, 3), data=st.data())

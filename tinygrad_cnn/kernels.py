@@ -298,6 +298,96 @@ class _Columns:
         return cols
 
 
+SLAB_MIN_RUN = 256  # `_RowSlabs` multiply per output row: rows of fewer values (batch 1) go to `_Columns`
+SLAB_SHARE = 0.5  # ... and they are used where they hold at most this share of `_Columns`'s bytes
+
+
+class _RowSlabs:
+    """im2col along W only, for kernels whose rows meet adjacent input rows (dilation 1
+    along H): the columns of a chunk of output rows in a buffer KH times smaller than
+    `_Columns`'s, for one more product call per output row.
+
+    The buffer holds, for each input row the chunk reads, C*KW blocks of OW*N values (block
+    (c, j): what kernel column j of channel c meets along that row), [+ a block of ones]. Row
+    after row, so output row oh's full columns, rows (i, c, j) [+ ones] for kernel row i,
+    are one contiguous slab starting at input row oh*SH: `of(h0, h1)` is the stack of those
+    slabs, (h1-h0, KH*(C*KW [+1]), OW*N), a view. The weight matrix takes the same row order
+    (`_slab_weights`), the bias in kernel row 0's ones column.
+    """
+
+    def __init__(self, xt, geom, ones_row, dtype, chunks: list):
+        self.xt, self.geom, self.ones_row = xt, geom, ones_row
+        c, n = xt.shape[0], xt.shape[3]
+        (kh, kw), sh, out_w = geom[0], geom[1][0], geom[4][1]
+        self.blocks, self.run = c * kw + ones_row, out_w * n
+        tallest = max(h1 - h0 for h0, h1 in chunks)
+        self.buf = np.empty(((tallest - 1) * sh + kh) * self.blocks * self.run, dtype=dtype)
+        if ones_row:
+            self.buf.reshape(-1, self.blocks, self.run)[:, -1] = 1
+
+    @staticmethod
+    def chunks_of(xt, geom, ones_row, dtype, m: int):
+        """`row_chunks` for the slabs of xt (C, H, W, N) with geometry `geom`, multiplied with an
+        m-row matrix, or None where slabs do not apply (dilation along H, rows shorter than
+        SLAB_MIN_RUN) or would hold more than SLAB_SHARE of the bytes of `_Columns`'s columns
+        (a chunk of R rows reads (R-1)*SH + KH input rows, against R*KH rows of columns)."""
+        (kh, kw), (sh, _), dilation, (out_h, out_w) = geom[0], geom[1], geom[3], geom[4]
+        c, n = xt.shape[0], xt.shape[3]
+        if dilation[0] != 1 or kh == 1 or out_w * n < SLAB_MIN_RUN:
+            return None
+        k = c * kh * kw + ones_row
+        chunks, threads = row_chunks(out_h, (c * kw + ones_row) * out_w * n * np.dtype(dtype).itemsize * sh,
+                                     2 * m * k * out_h * out_w * n)
+        rows = min(h1 - h0 for h0, h1 in chunks)
+        return (chunks, threads) if (rows - 1) * sh + kh <= SLAB_SHARE * rows * kh else None
+
+    def of(self, h0, h1):
+        """One strided copy of the input rows that output rows h0:h1 read, as (rows, C, KW, OW, N)
+        blocks, then the (h1-h0, KH*(C*KW [+1]), OW*N) stack of slabs over them."""
+        (c, _, _, n), (kernel, stride, _, dilation, (_, out_w)) = self.xt.shape, self.geom
+        rows_in = (h1 - h0 - 1) * stride[0] + kernel[0]
+        blocks = self.buf[:rows_in * self.blocks * self.run].reshape(rows_in, self.blocks, self.run)
+        sc, sh, sw, sn = self.xt.strides
+        windows = as_strided(self.xt[:, h0 * stride[0]:], shape=(rows_in, c, kernel[1], out_w, n),
+                             strides=(sh, sc, sw * dilation[1], sw * stride[1], sn), writeable=False)
+        np.copyto(blocks[:, :c * kernel[1]].reshape(rows_in, c, kernel[1], out_w, n), windows)
+        s = self.buf.itemsize
+        return as_strided(self.buf, shape=(h1 - h0, kernel[0] * self.blocks, self.run),
+                          strides=(stride[0] * self.blocks * self.run * s, self.run * s, s), writeable=False)
+
+
+def _slab_weights(wmat, c, kernel, ones_row) -> np.ndarray:
+    """conv2d's weight matrix (OC, C*KH*KW [+1]), rows (c, i, j), as `_RowSlabs` order them:
+    (OC, KH*(C*KW [+1])), rows (i, c, j), the bias (if any) with kernel row 0."""
+    oc, (kh, kw) = wmat.shape[0], kernel
+    out = np.zeros((oc, kh, c * kw + ones_row), dtype=wmat.dtype)
+    out[:, :, :c * kw] = wmat[:, :c * kh * kw].reshape(oc, c, kh, kw).transpose(0, 2, 1, 3).reshape(oc, kh, -1)
+    if ones_row:
+        out[:, 0, -1] = wmat[:, -1]
+    return out.reshape(oc, -1)
+
+
+def _from_slab_order(m, c, kernel, ones_row) -> np.ndarray:
+    """The inverse of `_slab_weights`'s row order for an (KH*(C*KW [+1]), M) matrix: its rows
+    as (c, i, j) [+ the ones row, kernel row 0's]: (C*KH*KW [+1], M)."""
+    (kh, kw), m = kernel, m.reshape(kernel[0], c * kernel[1] + ones_row, -1)
+    out = m[:, :c * kw].reshape(kh, c, kw, -1).transpose(1, 0, 2, 3).reshape(c * kh * kw, -1)
+    return np.concatenate([out, m[0, -1:]]) if ones_row else out
+
+
+def _stack_product(a, b, out):
+    """out[r] = a (M, K) @ b[r] (K, L) for a stack b (R, K, L), in pieces of L where that
+    is faster (`_product_pieces`)."""
+    (m, k), (r, _, length) = a.shape, b.shape
+    p = _product_pieces(length, m * k)
+    if p is None:
+        return np.matmul(a, b, out=out)
+    pieces = as_strided(b, shape=(r, length // p, k, p), strides=(b.strides[0], p * b.strides[2], *b.strides[1:]))
+    into = as_strided(out, shape=(r, length // p, m, p), strides=(out.strides[0], p * out.strides[2], *out.strides[1:]))
+    np.matmul(a, pieces, out=into)
+    return out
+
+
 def _zero_padded(xt, geom) -> tuple:
     """(xt zero-padded, geom without padding) for a (C, H, W, N) array; (xt, geom) when there
     is no padding. One pass over the input, which is KH*KW times smaller than its columns."""
@@ -319,6 +409,18 @@ def conv2d(x, wmat, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
     xt, geom = _zero_padded(xt, (kernel, stride, padding, dilation, out_hw))
     ones_row = wmat.shape[1] > x.shape[1] * kernel[0] * kernel[1]
     out = np.empty((oc, *out_hw, n), dtype=dtype)
+
+    slabs = _RowSlabs.chunks_of(xt, geom, ones_row, dtype, oc)
+    if slabs is not None:
+        wslab = _slab_weights(wmat, x.shape[1], kernel, ones_row)
+
+        def slab_rows(chunks):  # on one thread: its own buffer, disjoint output rows
+            rows = _RowSlabs(xt, geom, ones_row, dtype, chunks)
+            for h0, h1 in chunks:
+                _stack_product(wslab, rows.of(h0, h1), out[:, h0:h1].reshape(oc, h1 - h0, -1).transpose(1, 0, 2))
+
+        _parallel.split(slab_rows, *slabs)
+        return out.transpose(3, 0, 1, 2)
 
     def rows(chunks):  # on one thread: its own columns buffer, disjoint output rows
         cols = _Columns(xt, geom, ones_row, dtype, chunks)
@@ -342,6 +444,21 @@ def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.
     gt = batch_last(g)
     xt = batch_last(x.astype(dtype, copy=False))
     xt, geom = _zero_padded(xt, (kernel, stride, padding, dilation, gt.shape[1:3]))
+
+    slabs = _RowSlabs.chunks_of(xt, geom, ones_row, dtype, g.shape[1])
+    if slabs is not None:
+        def slab_rows(chunks):  # on one thread: the sum over its chunks, rows (i, c, j) [+ ones]
+            rows = _RowSlabs(xt, geom, ones_row, dtype, chunks)
+            total = 0
+            for h0, h1 in chunks:
+                g_rows = gt[:, h0:h1].reshape(g.shape[1], h1 - h0, -1).transpose(1, 2, 0)  # (R, OW*N, OC)
+                total = total + np.matmul(rows.of(h0, h1), g_rows).sum(axis=0)
+            return total
+
+        sums = _parallel.split(slab_rows, *slabs)
+        for s in sums[1:]:  # in thread order: the same sum in every run
+            sums[0] += s
+        return _from_slab_order(sums[0], x.shape[1], kernel, ones_row).T
 
     def rows(chunks):  # on one thread: the sum over its chunks
         cols = _Columns(xt, geom, ones_row, dtype, chunks)

@@ -167,11 +167,13 @@ def row_slabs(monkeypatch):
     """conv2d and its weight gradient multiply `_RowSlabs` wherever those apply (dilation 1
     along H, kernels taller than one row), at any batch and chunk size."""
     monkeypatch.setattr(kernels, "SLAB_MIN_RUN", 0)
+    monkeypatch.setattr(kernels, "SLAB_MIN_ROWS", 0)
     monkeypatch.setattr(kernels, "SLAB_SHARE", float("inf"))
 
 
-@given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3), kernel=st.tuples(st.integers(2, 4), st.integers(1, 3)),
-       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), dw=st.integers(1, 2),
+@given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3),
+       kernel=st.tuples(st.integers(2, 4), st.integers(1, 3)), stride=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       dw=st.integers(1, 2),
        padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), extra=st.tuples(st.integers(0, 5), st.integers(0, 3)),
        bias=st.booleans(), chunk_bytes=st.sampled_from([1, 300, 3000, 1 << 22]), threads=st.integers(1, 3),
        data=st.data())
@@ -187,8 +189,8 @@ def test_row_slabs_give_the_columns_products(n, c, oc, kernel, stride, dw, paddi
     g = data.draw(arrays((n, oc, *geom[-1])))
     wmat = np.concatenate([wt.reshape(oc, -1), b[:, None]], axis=1) if bias else wt.reshape(oc, -1)
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in (("SLAB_MIN_RUN", 0), ("SLAB_SHARE", float("inf")), ("CHUNK_BYTES", chunk_bytes),
-                            ("SPLIT_BYTES", 0)):
+        for name, value in (("SLAB_MIN_RUN", 0), ("SLAB_MIN_ROWS", 0), ("SLAB_SHARE", float("inf")),
+                            ("CHUNK_BYTES", chunk_bytes), ("SPLIT_BYTES", 0)):
             mp.setattr(kernels, name, value)
         mp.setattr(_parallel, "THREADS", threads)
         xt, g0 = kernels._zero_padded(kernels.batch_last(x), geom)
@@ -215,8 +217,9 @@ def test_conv2d_gradients_through_row_slabs(rng, row_slabs, kw):
     assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
 
 
-@given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), extra=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+@given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3),
+       kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       extra=st.tuples(st.integers(0, 4), st.integers(0, 4)),
        chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.integers(1, 3), data=st.data())
 def test_col2im_by_rows_adds_what_fold_adds(n, c, oc, kernel, dilation, extra, chunk_bytes, threads, data):
     """Stride 1, no padding: the input gradient added along the input's rows (with g's rows

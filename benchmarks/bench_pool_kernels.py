@@ -49,8 +49,13 @@ SHAPES = [
 
 
 def load_old(path):
-    """The kernels module in `path`, imported inside the package (it imports `._parallel`)."""
-    spec = importlib.util.spec_from_file_location("tinygrad_cnn._kernels_old", path)
+    """The pooling kernels in `path` as a module: a `kernels/pooling.py`, imported inside
+    `tinygrad_cnn.kernels` (it imports `.._parallel` and `.layout`), or a single-file
+    `kernels.py` of the code before the split, imported inside `tinygrad_cnn`."""
+    with open(path) as f:
+        single_file = "from . import _parallel" in f.read()
+    name = "tinygrad_cnn._kernels_old" if single_file else "tinygrad_cnn.kernels._pooling_old"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -132,8 +137,8 @@ def in_step(name, batch, old, rounds):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--old", default=None, help="a kernels.py to compare with")
-    p.add_argument("--ref", default="main", help="else the git ref whose tinygrad_cnn/kernels.py is compared")
+    p.add_argument("--old", default=None, help="a kernels/pooling.py (or an older kernels.py) to compare with")
+    p.add_argument("--ref", default="main", help="else the git ref whose pooling kernels are compared")
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--only", default=None, help="run the shapes whose name contains this")
     p.add_argument("--step", default=None, help="time this network's training step instead")
@@ -142,9 +147,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     path = args.old
     if path is None:
-        text = subprocess.run(["git", "-C", ROOT, "show", f"{args.ref}:tinygrad_cnn/kernels.py"],
-                              check=True, capture_output=True, text=True).stdout
-        path = os.path.join(tempfile.mkdtemp(), "kernels_old.py")
+        for where in ("tinygrad_cnn/kernels/pooling.py", "tinygrad_cnn/kernels.py"):  # after and before the split
+            shown = subprocess.run(["git", "-C", ROOT, "show", f"{args.ref}:{where}"], capture_output=True, text=True)
+            if shown.returncode == 0:
+                break
+        else:
+            raise SystemExit(f"no pooling kernels at {args.ref}: {shown.stderr.strip()}")
+        text = shown.stdout
+        path = os.path.join(tempfile.mkdtemp(), "pooling_old.py")
         with open(path, "w") as f:
             f.write(text)
     old = load_old(path)

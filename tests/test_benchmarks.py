@@ -37,10 +37,10 @@ def test_conv_pool_benchmark_runs():
 
 def test_pool_kernels_benchmark_runs_and_puts_the_kernels_back():
     from tinygrad_cnn import kernels
-    rows = bench_pool_kernels.main(["--old", kernels.__file__, "--rounds", "1", "--only", "b1 NCHW"])
+    rows = bench_pool_kernels.main(["--old", kernels.pooling.__file__, "--rounds", "1", "--only", "b1 NCHW"])
     assert {r["kernel"] for r in rows} == {"max_pool arg", "max_pool", "pool_scatter"}
     before = kernels.max_pool
-    result = bench_pool_kernels.main(["--old", kernels.__file__, "--step", "lecture", "--batch", "2", "--rounds", "1"])
+    result = bench_pool_kernels.main(["--old", kernels.pooling.__file__, "--step", "lecture", "--batch", "2", "--rounds", "1"])
     assert set(result) == {"old", "new"} and kernels.max_pool is before
 
 

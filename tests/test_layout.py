@@ -27,15 +27,15 @@ def chwn(a):
 def one_row_chunks(monkeypatch):
     """Every chunk of output rows is a single row, and the chunks go to all threads: the
     chunk loops run several times, on several threads where OpenBLAS allows it."""
-    monkeypatch.setattr(kernels, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(kernels, "COL2IM_CHUNK_BYTES", 1)
-    monkeypatch.setattr(kernels, "SPLIT_BYTES", 0)
+    monkeypatch.setattr(kernels.conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(kernels.conv, "COL2IM_CHUNK_BYTES", 1)
+    monkeypatch.setattr(kernels.conv, "SPLIT_BYTES", 0)
 
 
 def test_row_chunks_cover_the_rows_evenly(monkeypatch):
     from tinygrad_cnn import _parallel
-    monkeypatch.setattr(kernels, "CHUNK_BYTES", 1000)
-    monkeypatch.setattr(kernels, "SPLIT_BYTES", 150)
+    monkeypatch.setattr(kernels.conv, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(kernels.conv, "SPLIT_BYTES", 150)
     monkeypatch.setattr(_parallel, "THREADS", 2)
     assert kernels.row_chunks(7, 300) == ([(0, 3), (3, 6), (6, 7)], 2)
     assert kernels.row_chunks(6, 300) == ([(0, 3), (3, 6)], 2)
@@ -52,7 +52,7 @@ def test_conv2d_in_row_chunks_matches_loops(x, w, b, stride, padding, dilation):
     expect = naive.conv2d(x, w, b, **kw)
     for chunk_bytes in (1, 400, 1 << 20):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(kernels, "CHUNK_BYTES", chunk_bytes)
+            mp.setattr(kernels.conv, "CHUNK_BYTES", chunk_bytes)
             out = F.conv2d(Tensor(x), Tensor(w), Tensor(b), **kw)
         np.testing.assert_allclose(out.data, expect, rtol=1e-10, atol=1e-12)
         assert kernels.memory_order(out.data) == CHWN
@@ -166,9 +166,9 @@ def test_matmul_gives_a_transposed_operand_its_gradient_in_its_layout(rng, monke
 def row_slabs(monkeypatch):
     """conv2d and its weight gradient multiply `_RowSlabs` wherever those apply (dilation 1
     along H, kernels taller than one row), at any batch and chunk size."""
-    monkeypatch.setattr(kernels, "SLAB_MIN_RUN", 0)
-    monkeypatch.setattr(kernels, "SLAB_MIN_ROWS", 0)
-    monkeypatch.setattr(kernels, "SLAB_SHARE", float("inf"))
+    monkeypatch.setattr(kernels.conv, "SLAB_MIN_RUN", 0)
+    monkeypatch.setattr(kernels.conv, "SLAB_MIN_ROWS", 0)
+    monkeypatch.setattr(kernels.conv, "SLAB_SHARE", float("inf"))
 
 
 @given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3),
@@ -191,10 +191,10 @@ def test_row_slabs_give_the_columns_products(n, c, oc, kernel, stride, dw, paddi
     with pytest.MonkeyPatch.context() as mp:
         for name, value in (("SLAB_MIN_RUN", 0), ("SLAB_MIN_ROWS", 0), ("SLAB_SHARE", float("inf")),
                             ("CHUNK_BYTES", chunk_bytes), ("SPLIT_BYTES", 0)):
-            mp.setattr(kernels, name, value)
+            mp.setattr(kernels.conv, name, value)
         mp.setattr(_parallel, "THREADS", threads)
-        xt, g0 = kernels._zero_padded(kernels.batch_last(x), geom)
-        assert kernels._RowSlabs.chunks_of(xt, g0, bias, x.dtype, oc) is not None
+        xt, g0 = kernels.conv._zero_padded(kernels.batch_last(x), geom)
+        assert kernels.conv._RowSlabs.chunks_of(xt, g0, bias, x.dtype, oc) is not None
         out = kernels.conv2d(x, wmat, *geom)
         wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=bias)
     ref = naive.conv2d(x, wt, b if bias else None, stride=geom[1], padding=(geom[2][0][0], geom[2][1][0]),
@@ -210,9 +210,9 @@ def test_row_slabs_give_the_columns_products(n, c, oc, kernel, stride, dw, paddi
 @pytest.mark.parametrize("kw", [dict(padding=2), dict(stride=2, padding=(2, 0)), dict(dilation=(1, 2), stride=(2, 1))])
 def test_conv2d_gradients_through_row_slabs(rng, row_slabs, kw):
     x, w, b = rng.standard_normal((3, 2, 7, 5)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
-    xt, geom = kernels._zero_padded(kernels.batch_last(x), (*_geometry("conv2d", x.shape, (3, 2), kw.get("stride", 1),
+    xt, geom = kernels.conv._zero_padded(kernels.batch_last(x), (*_geometry("conv2d", x.shape, (3, 2), kw.get("stride", 1),
                                                                          kw.get("padding", 0), kw.get("dilation", 1)),))
-    assert kernels._RowSlabs.chunks_of(xt, geom, True, x.dtype, 4) is not None
+    assert kernels.conv._RowSlabs.chunks_of(xt, geom, True, x.dtype, 4) is not None
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
     assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
 
@@ -232,10 +232,10 @@ def test_col2im_by_rows_adds_what_fold_adds(n, c, oc, kernel, dilation, extra, c
     wt = data.draw(arrays((oc, c, *kernel)))
     expect = kernels.fold(np.matmul(wt.reshape(oc, -1).T, g.reshape(n, oc, -1)), (n, c, h, w), *geom)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kernels, "COL2IM_CHUNK_BYTES", chunk_bytes)
-        mp.setattr(kernels, "SPLIT_BYTES", 0)
+        mp.setattr(kernels.conv, "COL2IM_CHUNK_BYTES", chunk_bytes)
+        mp.setattr(kernels.conv, "SPLIT_BYTES", 0)
         mp.setattr(_parallel, "THREADS", threads)
-        got = kernels._col2im_input_grad(g, wt.reshape(oc, -1), (n, c, h, w), *geom[:4])
+        got = kernels.conv._col2im_input_grad(g, wt.reshape(oc, -1), (n, c, h, w), *geom[:4])
     np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
     assert kernels.memory_order(got) == CHWN or n == 1
 
@@ -253,7 +253,7 @@ def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypa
     cols = np.matmul(w.reshape(4, -1).T, g.reshape(3, 4, -1))  # (N, C*KH*KW, L), the standard layout
     expect = kernels.fold(cols, x.shape, *geom)
     for got in (kernels.conv2d_input_grad(g, w, x.shape, *geom[:4]),
-                kernels._col2im_input_grad(g, w.reshape(4, -1), x.shape, *geom[:4])):
+                kernels.conv._col2im_input_grad(g, w.reshape(4, -1), x.shape, *geom[:4])):
         np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
         assert kernels.memory_order(got) == CHWN
     out = kernels.conv2d(x, w.reshape(4, -1), *geom)
@@ -285,10 +285,10 @@ def test_split_deals_items_to_threads_in_a_fixed_order(monkeypatch):
 
 
 def test_products_in_pieces_give_the_same_conv_and_weight_gradient(rng, monkeypatch):
-    assert kernels._longest_divisor(3192, 300) == 266 and kernels._longest_divisor(3191, 3000) is None  # prime
-    assert kernels._product_pieces(3192, 20) is None  # small enough as one product
-    monkeypatch.setattr(kernels, "SMALL_PRODUCT", 20 * 300)
-    assert kernels._product_pieces(3192, 20) == 266
+    assert kernels.conv._longest_divisor(3192, 300) == 266 and kernels.conv._longest_divisor(3191, 3000) is None  # prime
+    assert kernels.conv._product_pieces(3192, 20) is None  # small enough as one product
+    monkeypatch.setattr(kernels.conv, "SMALL_PRODUCT", 20 * 300)
+    assert kernels.conv._product_pieces(3192, 20) == 266
     x, w, g = rng.standard_normal((3, 1, 40, 30)), rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((3, 2, 38, 28))
     geom = ((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1), (38, 28))
     out = kernels.conv2d(x, np.concatenate([w.reshape(2, -1), np.ones((2, 1))], axis=1), *geom)
@@ -365,8 +365,8 @@ def test_max_pool_and_its_gradient_in_pieces_match_the_whole(rng, monkeypatch, l
     whole, arg = kernels.max_pool(x, *geom)
     g = rng.standard_normal(whole.shape)
     grad = kernels.pool_scatter(g, arg, x.shape, *geom[:4])
-    monkeypatch.setattr(kernels, "POOL_CHUNK_BYTES", x.nbytes // 4)  # pieces along N or C
-    assert len(kernels._outer_chunks(x)) > 1
+    monkeypatch.setattr(kernels.pooling, "POOL_CHUNK_BYTES", x.nbytes // 4)  # pieces along N or C
+    assert len(kernels.pooling._outer_chunks(x)) > 1
     pieces, arg2 = kernels.max_pool(x, *geom)
     np.testing.assert_array_equal(pieces, whole)
     np.testing.assert_array_equal(arg2, arg)

@@ -68,8 +68,8 @@ def test_max_pool_stacked_in_pieces_matches_the_whole(rng, monkeypatch, layout):
     x[0, 1, 2, 3] = np.nan
     geom = ((3, 2), (2, 2), ((1, 1), (0, 0)), (1, 1), (4, 3))
     whole = kernels.max_pool(x, *geom)
-    monkeypatch.setattr(kernels, "STACK_BYTES", 3 * whole[0].nbytes // 4)
-    assert len(kernels._outer_chunks(whole[0], 6 * whole[0].nbytes, kernels.STACK_BYTES)) > 1
+    monkeypatch.setattr(kernels.pooling, "STACK_BYTES", 3 * whole[0].nbytes // 4)
+    assert len(kernels.pooling._outer_chunks(whole[0], 6 * whole[0].nbytes, kernels.pooling.STACK_BYTES)) > 1
     pieces = kernels.max_pool(x, *geom)
     for a, b in zip(pieces, whole):
         np.testing.assert_array_equal(a, b)
@@ -88,9 +88,9 @@ def test_pooling_in_pieces_on_threads_matches_one_thread(rng, monkeypatch, threa
     one = kernels.max_pool(x, *geom), kernels.max_pool(x, *geom, with_arg=False)[0]
     scattered = kernels.pool_scatter(g, one[0][1], x.shape, *geom[:4])
     monkeypatch.setattr(_parallel, "THREADS", threads)
-    monkeypatch.setattr(kernels, "POOL_THREAD_BYTES", 0)
-    monkeypatch.setattr(kernels, "STACK_BYTES", 64)  # pieces of a channel or an image each
-    monkeypatch.setattr(kernels, "POOL_CHUNK_BYTES", 256)
+    monkeypatch.setattr(kernels.pooling, "POOL_THREAD_BYTES", 0)
+    monkeypatch.setattr(kernels.pooling, "STACK_BYTES", 64)  # pieces of a channel or an image each
+    monkeypatch.setattr(kernels.pooling, "POOL_CHUNK_BYTES", 256)
     (out, arg), alone = kernels.max_pool(x, *geom), kernels.max_pool(x, *geom, with_arg=False)[0]
     np.testing.assert_array_equal(out, one[0][0])
     np.testing.assert_array_equal(arg, one[0][1])

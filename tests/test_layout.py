@@ -210,8 +210,8 @@ def test_row_slabs_give_the_columns_products(n, c, oc, kernel, stride, dw, paddi
 @pytest.mark.parametrize("kw", [dict(padding=2), dict(stride=2, padding=(2, 0)), dict(dilation=(1, 2), stride=(2, 1))])
 def test_conv2d_gradients_through_row_slabs(rng, row_slabs, kw):
     x, w, b = rng.standard_normal((3, 2, 7, 5)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
-    xt, geom = kernels.conv._zero_padded(kernels.batch_last(x), (*_geometry("conv2d", x.shape, (3, 2), kw.get("stride", 1),
-                                                                         kw.get("padding", 0), kw.get("dilation", 1)),))
+    geom = _geometry("conv2d", x.shape, (3, 2), kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1))
+    xt, geom = kernels.conv._zero_padded(kernels.batch_last(x), geom)
     assert kernels.conv._RowSlabs.chunks_of(xt, geom, True, x.dtype, 4) is not None
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
     assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
@@ -238,6 +238,25 @@ def test_col2im_by_rows_adds_what_fold_adds(n, c, oc, kernel, dilation, extra, c
         got = kernels.conv._col2im_input_grad(g, wt.reshape(oc, -1), (n, c, h, w), *geom[:4])
     np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
     assert kernels.memory_order(got) == CHWN or n == 1
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # padding * inf in the forward is NaN, as in PyTorch
+@pytest.mark.parametrize("shape, kernel, padding", [((1, 1, 4, 5), (1, 2), 0), ((1, 1, 2, 20), (1, 2), 0),
+                                                     ((2, 2, 6, 6), (3, 3), 1), ((2, 3, 7, 5), (2, 3), 0)])
+def test_input_gradient_with_an_infinite_weight_adds_only_where_it_reaches(shape, kernel, padding):
+    """A weight of inf reaches the input positions its kernel column meets and no others, as
+    in PyTorch and col2im: neither the stride-1 convolution (g padded with zeros) nor the
+    row-wise col2im (zeros past OW) may multiply it by a zero (NaN)."""
+    x = Tensor(np.ones(shape), requires_grad=True)
+    w = np.ones((2, shape[1], *kernel))
+    w[:, :, 0, -1] = np.inf
+    F.conv2d(x, Tensor(w), padding=padding).sum().backward()
+    geom = _geometry("conv2d", shape, kernel, 1, padding, 1)
+    g = np.ones((shape[0], 2, *geom[-1]))
+    with np.errstate(invalid="ignore"):
+        expect = kernels.fold(np.matmul(w.reshape(2, -1).T, g.reshape(shape[0], 2, -1)), shape, *geom)
+    np.testing.assert_array_equal(x.grad.data, expect)
+    assert np.isfinite(x.grad.data[..., :1]).all()  # the first column: kernel column 0 only
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -285,7 +304,8 @@ def test_split_deals_items_to_threads_in_a_fixed_order(monkeypatch):
 
 
 def test_products_in_pieces_give_the_same_conv_and_weight_gradient(rng, monkeypatch):
-    assert kernels.conv._longest_divisor(3192, 300) == 266 and kernels.conv._longest_divisor(3191, 3000) is None  # prime
+    assert kernels.conv._longest_divisor(3192, 300) == 266
+    assert kernels.conv._longest_divisor(3191, 3000) is None  # prime
     assert kernels.conv._product_pieces(3192, 20) is None  # small enough as one product
     monkeypatch.setattr(kernels.conv, "SMALL_PRODUCT", 20 * 300)
     assert kernels.conv._product_pieces(3192, 20) == 266

@@ -224,7 +224,7 @@ class _RowSlabs:
         rows of columns)."""
         (kh, kw), (sh, _), dilation, (out_h, out_w) = geom[0], geom[1], geom[3], geom[4]
         c, n = xt.shape[0], xt.shape[3]
-        if dilation[0] != 1 or c * kh * kw < SLAB_MIN_ROWS or out_w * n < SLAB_MIN_RUN:
+        if dilation[0] != 1 or c * kh * kw < SLAB_MIN_ROWS or out_w * n < max(1, SLAB_MIN_RUN):
             return None
         k = c * kh * kw + ones_row
         chunks, threads = row_chunks(out_h, (c * kw + ones_row) * out_w * n * np.dtype(dtype).itemsize * sh,
@@ -387,7 +387,9 @@ def conv2d_input_grad(g, w, input_shape, kernel, stride, padding, dilation) -> n
     OC <= 2C (as many products as col2im's; DeepConvNet's 3rd conv 2.1 against 3.0 ms);
     otherwise (also at other strides, or where the padding exceeds the kernel's reach) it
     is col2im of w.T @ g (PyTorch's MNIST net's 2nd conv: 12.8 against 15.3 ms as a
-    convolution, whose products are 1.17x col2im's).
+    convolution, whose products are 1.17x col2im's). So is it where w holds an inf or a
+    NaN: the convolution multiplies the zeros around g by every weight, and 0 * inf is NaN
+    where PyTorch (and col2im) add nothing.
     """
     n, c, h, wd = input_shape
     reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
@@ -395,7 +397,7 @@ def conv2d_input_grad(g, w, input_shape, kernel, stride, padding, dilation) -> n
     oc, out_h, out_w = g.shape[1:]
     smaller = oc * h * wd <= c * out_h * out_w
     same_size = h * wd <= 1.1 * out_h * out_w and oc <= 2 * c
-    if stride == (1, 1) and min(min(p) for p in full) >= 0 and (smaller or same_size):
+    if stride == (1, 1) and min(min(p) for p in full) >= 0 and (smaller or same_size) and np.isfinite(w).all():
         flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
         return conv2d(g, flipped, kernel, stride, full, dilation, (h, wd))
     return _col2im_input_grad(g, w.reshape(w.shape[0], -1), input_shape, kernel, stride, padding, dilation)
@@ -407,12 +409,13 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
     Neighbouring chunks add into shared input rows, so the chunks are dealt out in groups of
     consecutive chunks, and the even groups run (each on its own thread), then the odd
     ones: no two threads add into the same rows, and every sum runs in the same order.
-    At stride 1 without padding the adds run along whole rows (`_col2im_by_rows`).
+    At stride 1 without padding the adds run along whole rows (`_col2im_by_rows`), unless
+    wmat holds an inf or a NaN (its product with the zeros there would be NaN).
     """
     n, c, h, w = input_shape
     dtype = np.result_type(g, wmat)
     gt = batch_last(g.astype(dtype, copy=False))
-    if stride == (1, 1) and padding == ((0, 0), (0, 0)):
+    if stride == (1, 1) and padding == ((0, 0), (0, 0)) and np.isfinite(wmat).all():
         return _col2im_by_rows(gt, wmat, input_shape, kernel, dilation)
     oc, out_h, out_w = gt.shape[:3]
     ck = c * kernel[0] * kernel[1]
@@ -430,7 +433,8 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
 
     groups = _disjoint_groups(chunks, threads, stride[0], dilation[0] * (kernel[0] - 1))
     for phase in (groups[0::2], groups[1::2]):
-        _parallel.split(add, phase, threads)
+        if phase:
+            _parallel.split(add, phase, threads)
     return out.transpose(3, 0, 1, 2)
 
 
@@ -471,7 +475,8 @@ def _col2im_by_rows(gt, wmat, input_shape, kernel, dilation) -> np.ndarray:
 
     groups = _disjoint_groups(chunks, threads, 1, dilation[0] * (kh - 1))
     for phase in (groups[0::2], groups[1::2]):
-        _parallel.split(add, phase, threads)
+        if phase:
+            _parallel.split(add, phase, threads)
     return out.transpose(3, 0, 1, 2)
 
 

@@ -262,6 +262,28 @@ def test_linear_dropout_flatten_leaky_relu(rng):
     assert F.dropout(same, 0.5, training=False) is same
 
 
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_keeps_each_value_with_probability_one_minus_p(p, dtype):
+    """Dropout's mask (32-bit uniforms from the generator's raw output, against p * 2**32):
+    the share kept is 1 - p within 5 standard deviations, kept values are scaled by
+    1 / (1 - p), the two halves of each raw draw are not tied, and a conv's batch-innermost
+    layout gets a mask of the same law, in its layout."""
+    tc.manual_seed(1)
+    n = 400_000
+    d = F.dropout(Tensor(np.ones(n, dtype=dtype)), p=p).data
+    kept = d != 0
+    assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
+    np.testing.assert_allclose(d[kept], 1 / (1 - p), rtol=1e-6)
+    both = (kept[0::2] & kept[1::2]).mean()  # values drawn from one 64-bit output
+    assert abs(both - (1 - p) ** 2) < 5 * np.sqrt((1 - p) ** 2 * (1 - (1 - p) ** 2) / (n // 2))
+    x = tc.kernels.empty_as((100, 8, 10, 10), dtype, (1, 2, 3, 0))
+    x[...] = 1
+    y = F.dropout(Tensor(x), p=p).data
+    assert tc.kernels.memory_order(y) == (1, 2, 3, 0) and y.dtype == dtype
+    assert abs((y != 0).mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / y.size)
+
 ERRORS = [
     (lambda: F.conv2d(Tensor(np.ones((1, 3, 5, 5))), Tensor(np.ones((2, 2, 3, 3)))), r"3 channels.*\(2, 2, 3, 3\)"),
     (lambda: F.conv2d(Tensor(np.ones((1, 4, 5, 5))), Tensor(np.ones((3, 2, 3, 3))), groups=2), "groups=2"),

@@ -77,15 +77,25 @@ def dropout(input: Tensor, p=0.5, training=True) -> Tensor:
     if p == 1.0:
         return input * 0.0
     # drawn in the input's memory order (a conv's batch-innermost output), so that the multiply
-    # and its gradient run over matching layouts; float32 draws for float32 input (1.3 -> 1.0 ms
-    # for 590k values): the MNIST net's dropout went from 3.0 to 1.7 ms
+    # and its gradient run over matching layouts
     order = kernels.memory_order(input.data)
-    draw = get_rng().random(tuple(input.shape[i] for i in order),
-                            dtype=np.float64 if input.dtype == np.float64 else np.float32)
-    keep = (draw.transpose(np.argsort(order)) >= p).astype(input.dtype)
+    keep = _kept(tuple(input.shape[i] for i in order), p).transpose(np.argsort(order)).astype(input.dtype)
     keep /= input.dtype.type(1.0 - p)
     with op_scope("dropout", p=p):
         return input * Tensor._constant(keep)
+
+
+def _kept(shape, p: float) -> np.ndarray:
+    """A bool array of `shape`, each value True with probability 1 - p (0 < p < 1): uniform
+    32-bit integers, two from each of the generator's raw 64-bit outputs, at or above
+    p * 2**32. 0.65 ms for 590k values, against 1.07 ms for float32 uniforms (`random`);
+    p is resolved to 2**-32, finer than float32's 2**-24."""
+    n = int(np.prod(shape))
+    bits = get_rng().bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+    threshold = round(p * 2.0 ** 32)
+    if threshold >= 2 ** 32:  # p within 2**-33 of 1
+        return np.zeros(shape, dtype=bool)
+    return (bits >= np.uint32(threshold)).reshape(shape)
 
 
 def flatten(input: Tensor, start_dim=0, end_dim=-1) -> Tensor:

@@ -84,23 +84,31 @@ def _longest_divisor(n: int, limit: int):
     return best if best >= 256 else None
 
 
+def _pieces_of(a, p: int) -> np.ndarray:
+    """a (..., R, L) with its last axis cut into pieces of p values: (..., L/p, R, p), a view."""
+    *lead, r, length = a.shape
+    *lead_strides, sr, s = a.strides
+    return as_strided(a, shape=(*lead, length // p, r, p), strides=(*lead_strides, p * s, sr, s))
+
+
 def _matmul_by_pieces(a, b, out):
-    """out[...] = a (M, K) @ b (K, L), as products over pieces of L where that is faster."""
-    (m, k), length = a.shape, b.shape[1]
+    """out[...] = a (M, K) @ b (..., K, L), a matrix or a stack of them, as products over
+    pieces of L where that is faster."""
+    (m, k), length = a.shape, b.shape[-1]
     p = _product_pieces(length, m * k)
     if p is None:
         return np.matmul(a, b, out=out)
-    np.matmul(a, b.reshape(k, -1, p).transpose(1, 0, 2), out=out.reshape(m, -1, p).transpose(1, 0, 2))
+    np.matmul(a, _pieces_of(b, p), out=_pieces_of(out, p))
     return out
 
 
 def _contract_by_pieces(a, b):
-    """a (M, L) @ b.T for b (N, L): a sum of products over pieces of L where that is faster."""
-    (m, length), n = a.shape, b.shape[0]
-    p = _product_pieces(length, m * n)
-    if p is None:
-        return np.matmul(a, b.T)
-    return np.matmul(a.reshape(m, -1, p).transpose(1, 0, 2), b.reshape(n, -1, p).transpose(1, 2, 0)).sum(axis=0)
+    """The sum over the leading axes of a (..., M, L) @ b (..., N, L).T: (M, N), a sum of
+    products over pieces of L where that is faster (the lecture conv's weight gradient from
+    a stack of row slabs: 1.05 -> 0.73 ms a chunk)."""
+    (m, length), n = a.shape[-2:], b.shape[-2]
+    p = _product_pieces(length, m * n) or max(length, 1)
+    return np.matmul(_pieces_of(a, p), np.swapaxes(_pieces_of(b, p), -1, -2)).reshape(-1, m, n).sum(axis=0)
 
 
 
@@ -184,6 +192,21 @@ class _Columns:
             cols[self.ck] = 1
         return cols
 
+    @staticmethod
+    def rows_of(a, h0, h1) -> np.ndarray:
+        """Rows h0:h1 of an (OC, OH, OW, N) array as `of`'s products give them: (OC, (h1-h0)*OW*N)."""
+        return a[:, h0:h1].reshape(a.shape[0], -1)
+
+    @staticmethod
+    def weights(wmat, c, kernel, ones_row) -> np.ndarray:
+        """conv2d's weight matrix (OC, C*KH*KW [+1]) in `of`'s row order: itself."""
+        return wmat
+
+    @staticmethod
+    def from_order(m, c, kernel, ones_row) -> np.ndarray:
+        """A (rows of `of`, M) matrix in conv2d's row order: itself."""
+        return m
+
 
 # `_RowSlabs` are used where the columns have SLAB_MIN_ROWS rows at least (3x3 kernels on one
 # channel, 9 rows: 0.39 -> 0.41 ms, their ones blocks add a third to the products), where output
@@ -202,11 +225,11 @@ class _RowSlabs:
     after row, so output row oh's full columns, rows (i, c, j) [+ ones] for kernel row i,
     are one contiguous slab starting at input row oh*SH: `of(h0, h1)` is the stack of those
     slabs, (h1-h0, KH*(C*KW [+1]), OW*N), a view. The weight matrix takes the same row order
-    (`_slab_weights`), the bias in kernel row 0's ones column.
+    (`weights`), the bias in kernel row 0's ones column.
     """
 
     def __init__(self, xt, geom, ones_row, dtype, chunks: list):
-        self.xt, self.geom, self.ones_row = xt, geom, ones_row
+        self.xt, self.geom = xt, geom
         c, n = xt.shape[0], xt.shape[3]
         (kh, kw), sh, out_w = geom[0], geom[1][0], geom[4][1]
         self.blocks, self.run = c * kw + ones_row, out_w * n
@@ -246,49 +269,36 @@ class _RowSlabs:
         return as_strided(self.buf, shape=(h1 - h0, kernel[0] * self.blocks, self.run),
                           strides=(stride[0] * self.blocks * self.run * s, self.run * s, s), writeable=False)
 
+    @staticmethod
+    def rows_of(a, h0, h1) -> np.ndarray:
+        """Rows h0:h1 of an (OC, OH, OW, N) array as `of`'s products give them: (h1-h0, OC, OW*N)."""
+        return a[:, h0:h1].reshape(a.shape[0], h1 - h0, -1).transpose(1, 0, 2)
 
-def _slab_weights(wmat, c, kernel, ones_row) -> np.ndarray:
-    """conv2d's weight matrix (OC, C*KH*KW [+1]), rows (c, i, j), as `_RowSlabs` order them:
-    (OC, KH*(C*KW [+1])), rows (i, c, j), the bias (if any) with kernel row 0."""
-    oc, (kh, kw) = wmat.shape[0], kernel
-    out = np.zeros((oc, kh, c * kw + ones_row), dtype=wmat.dtype)
-    out[:, :, :c * kw] = wmat[:, :c * kh * kw].reshape(oc, c, kh, kw).transpose(0, 2, 1, 3).reshape(oc, kh, -1)
-    if ones_row:
-        out[:, 0, -1] = wmat[:, -1]
-    return out.reshape(oc, -1)
+    @staticmethod
+    def weights(wmat, c, kernel, ones_row) -> np.ndarray:
+        """conv2d's weight matrix (OC, C*KH*KW [+1]), rows (c, i, j), in `of`'s row order:
+        (OC, KH*(C*KW [+1])), rows (i, c, j), the bias (if any) with kernel row 0."""
+        oc, (kh, kw) = wmat.shape[0], kernel
+        out = np.zeros((oc, kh, c * kw + ones_row), dtype=wmat.dtype)
+        out[:, :, :c * kw] = wmat[:, :c * kh * kw].reshape(oc, c, kh, kw).transpose(0, 2, 1, 3).reshape(oc, kh, -1)
+        if ones_row:
+            out[:, 0, -1] = wmat[:, -1]
+        return out.reshape(oc, -1)
 
-
-def _from_slab_order(m, c, kernel, ones_row) -> np.ndarray:
-    """The inverse of `_slab_weights`'s row order for an (KH*(C*KW [+1]), M) matrix: its rows
-    as (c, i, j) [+ the ones row, kernel row 0's]: (C*KH*KW [+1], M)."""
-    (kh, kw), m = kernel, m.reshape(kernel[0], c * kernel[1] + ones_row, -1)
-    out = m[:, :c * kw].reshape(kh, c, kw, -1).transpose(1, 0, 2, 3).reshape(c * kh * kw, -1)
-    return np.concatenate([out, m[0, -1:]]) if ones_row else out
-
-
-def _contract_stack(a, b) -> np.ndarray:
-    """The sum over r of a[r] (M, L) @ b[r].T for stacks a (R, M, L), b (R, N, L): (M, N), as
-    products over pieces of L where that is faster (`_product_pieces`): the lecture conv's
-    weight gradient from slabs, 1.05 -> 0.73 ms a chunk."""
-    (r, m, length), n = a.shape, b.shape[1]
-    p = _product_pieces(length, m * n) or length
-    ap = as_strided(a, shape=(r, length // p, m, p), strides=(a.strides[0], p * a.strides[2], *a.strides[1:]))
-    bp = as_strided(b, shape=(r, length // p, p, n),
-                    strides=(b.strides[0], p * b.strides[2], b.strides[2], b.strides[1]))
-    return np.matmul(ap, bp).sum(axis=(0, 1))
+    @staticmethod
+    def from_order(m, c, kernel, ones_row) -> np.ndarray:
+        """The inverse of `weights`'s row order for a (KH*(C*KW [+1]), M) matrix: its rows as
+        (c, i, j) [+ the ones row, kernel row 0's]: (C*KH*KW [+1], M)."""
+        (kh, kw), m = kernel, m.reshape(kernel[0], c * kernel[1] + ones_row, -1)
+        out = m[:, :c * kw].reshape(kh, c, kw, -1).transpose(1, 0, 2, 3).reshape(c * kh * kw, -1)
+        return np.concatenate([out, m[0, -1:]]) if ones_row else out
 
 
-def _stack_product(a, b, out):
-    """out[r] = a (M, K) @ b[r] (K, L) for a stack b (R, K, L), in pieces of L where that
-    is faster (`_product_pieces`)."""
-    (m, k), (r, _, length) = a.shape, b.shape
-    p = _product_pieces(length, m * k)
-    if p is None:
-        return np.matmul(a, b, out=out)
-    pieces = as_strided(b, shape=(r, length // p, k, p), strides=(b.strides[0], p * b.strides[2], *b.strides[1:]))
-    into = as_strided(out, shape=(r, length // p, m, p), strides=(out.strides[0], p * out.strides[2], *out.strides[1:]))
-    np.matmul(a, pieces, out=into)
-    return out
+def _im2col_for(xt, geom, ones_row, dtype, m: int) -> tuple:
+    """(layout, chunks, threads) of the columns of xt (C, H, W, N) with geometry `geom`, to be
+    multiplied with an m-row matrix: `_RowSlabs` where they apply and pay, else `_Columns`."""
+    slabs = _RowSlabs.chunks_of(xt, geom, ones_row, dtype, m)
+    return (_RowSlabs, *slabs) if slabs is not None else (_Columns, *_Columns.chunks_of(xt, geom, ones_row, dtype, m))
 
 
 def _zero_padded(xt, geom) -> tuple:
@@ -313,30 +323,16 @@ def conv2d(x, wmat, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
     ones_row = wmat.shape[1] > x.shape[1] * kernel[0] * kernel[1]
     out = np.empty((oc, *out_hw, n), dtype=dtype)
 
-    slabs = _RowSlabs.chunks_of(xt, geom, ones_row, dtype, oc)
-    if slabs is not None:
-        wslab = _slab_weights(wmat, x.shape[1], kernel, ones_row)
-
-        def slab_rows(chunks):  # on one thread: its own buffer, disjoint output rows
-            rows = _RowSlabs(xt, geom, ones_row, dtype, chunks)
-            for h0, h1 in chunks:
-                _stack_product(wslab, rows.of(h0, h1), out[:, h0:h1].reshape(oc, h1 - h0, -1).transpose(1, 0, 2))
-
-        _parallel.split(slab_rows, *slabs)
-        return out.transpose(3, 0, 1, 2)
+    layout, chunks, threads = _im2col_for(xt, geom, ones_row, dtype, oc)
+    w = layout.weights(wmat, x.shape[1], kernel, ones_row)
 
     def rows(chunks):  # on one thread: its own columns buffer, disjoint output rows
-        cols = _Columns(xt, geom, ones_row, dtype, chunks)
+        cols = layout(xt, geom, ones_row, dtype, chunks)
         for h0, h1 in chunks:
-            _matmul_by_pieces(wmat, cols.of(h0, h1), out[:, h0:h1].reshape(oc, -1))
+            _matmul_by_pieces(w, cols.of(h0, h1), layout.rows_of(out, h0, h1))
 
-    _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype, oc))
+    _parallel.split(rows, chunks, threads)
     return out.transpose(3, 0, 1, 2)
-
-
-def _out_rows(g, h0, h1) -> np.ndarray:
-    """Rows h0:h1 of a (OC, OH, OW, N) array as an (OC, (h1-h0)*OW*N) matrix."""
-    return g[:, h0:h1].reshape(g.shape[0], -1)
 
 
 def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.ndarray:
@@ -348,32 +344,19 @@ def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.
     xt = batch_last(x.astype(dtype, copy=False))
     xt, geom = _zero_padded(xt, (kernel, stride, padding, dilation, gt.shape[1:3]))
 
-    slabs = _RowSlabs.chunks_of(xt, geom, ones_row, dtype, g.shape[1])
-    if slabs is not None:
-        def slab_rows(chunks):  # on one thread: the sum over its chunks, rows (i, c, j) [+ ones]
-            rows = _RowSlabs(xt, geom, ones_row, dtype, chunks)
-            total = 0
-            for h0, h1 in chunks:
-                g_rows = gt[:, h0:h1].reshape(g.shape[1], h1 - h0, -1).transpose(1, 0, 2)  # (R, OC, OW*N)
-                total = total + _contract_stack(rows.of(h0, h1), g_rows)
-            return total
-
-        sums = _parallel.split(slab_rows, *slabs)
-        for s in sums[1:]:  # in thread order: the same sum in every run
-            sums[0] += s
-        return _from_slab_order(sums[0], x.shape[1], kernel, ones_row).T
+    layout, chunks, threads = _im2col_for(xt, geom, ones_row, dtype, g.shape[1])
 
     def rows(chunks):  # on one thread: the sum over its chunks
-        cols = _Columns(xt, geom, ones_row, dtype, chunks)
-        total = np.zeros((cols.rows, g.shape[1]), dtype=dtype)
+        cols = layout(xt, geom, ones_row, dtype, chunks)
+        total = 0
         for h0, h1 in chunks:  # columns @ g.T: 1.7x faster than g @ columns.T here (OpenBLAS)
-            total += _contract_by_pieces(cols.of(h0, h1), _out_rows(gt, h0, h1))
+            total = total + _contract_by_pieces(cols.of(h0, h1), layout.rows_of(gt, h0, h1))
         return total
 
-    sums = _parallel.split(rows, *_Columns.chunks_of(xt, geom, ones_row, dtype, g.shape[1]))
+    sums = _parallel.split(rows, chunks, threads)
     for s in sums[1:]:  # in thread order: the same sum in every run
         sums[0] += s
-    return sums[0].T
+    return layout.from_order(sums[0], x.shape[1], kernel, ones_row).T
 
 
 def conv2d_input_grad(g, w, input_shape, kernel, stride, padding, dilation) -> np.ndarray:
@@ -426,7 +409,7 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
     def add(groups):  # on one thread: col2im of its groups' chunks
         buf = np.empty(ck * tallest * out_w * n, dtype=dtype)
         for h0, h1 in (chunk for group in groups for chunk in group):
-            part = np.matmul(wmat.T, _out_rows(gt, h0, h1), out=buf[:ck * (h1 - h0) * out_w * n].reshape(ck, -1))
+            part = np.matmul(wmat.T, _Columns.rows_of(gt, h0, h1), out=buf[:ck * (h1 - h0) * out_w * n].reshape(ck, -1))
             blocks = part.reshape(c, *kernel, h1 - h0, out_w, n)
             for i, j, inside, rows, cols in _window_blocks(kernel, stride, padding, dilation, (h, w), h0, h1, out_w):
                 out[:, rows, cols] += blocks[:, i, j][inside]  # what lands in the padding is dropped

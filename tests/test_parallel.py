@@ -1,5 +1,8 @@
 """The thread helpers: products split over threads equal numpy's, and numpy's own OpenBLAS
 setting is left as the caller had it."""
+import threading
+import warnings
+
 import numpy as np
 import pytest
 
@@ -55,3 +58,28 @@ def test_matmul_of_an_outer_product_is_the_product_row_major():
     out = _parallel.matmul(a, b)
     np.testing.assert_array_equal(out, a @ b)
     assert out.flags.c_contiguous
+
+
+@needs_blas_control
+@pytest.mark.parametrize("setting, expect", [("raise", FloatingPointError), ("ignore", None), ("warn", RuntimeWarning)])
+def test_work_on_the_threads_follows_the_callers_errstate(monkeypatch, setting, expect):
+    # numpy's errstate is per thread: the workers must take the caller's, not their own
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    big = np.full(4, 3e38, np.float32)
+
+    def overflow(items):  # on the worker thread only, so that only the worker can raise or warn
+        list(items)
+        return [] if threading.current_thread() is threading.main_thread() else [big * np.float32(10)]
+
+    with np.errstate(over=setting):
+        if expect is FloatingPointError:
+            with pytest.raises(FloatingPointError):
+                _parallel.split(overflow, [0, 1])
+        elif expect is RuntimeWarning:
+            with pytest.warns(RuntimeWarning, match="overflow"):
+                _parallel.split(overflow, [0, 1])
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                out = _parallel.split(overflow, [0, 1])
+            assert np.isinf(out[1][0]).all()

@@ -131,17 +131,24 @@ class one_blas_thread:
                     _set_local(_blas_previous)
 
 
+def _in_errstate(err: dict, work, part):
+    """work(part) under the caller's np.errstate (`err` from np.geterr()): numpy keeps it
+    per thread, so a worker would otherwise warn where the caller ignores or raises."""
+    with np.errstate(**err):
+        return work(part)
+
+
 def split(work, items: list, threads: int | None = None) -> list:
     """[work(items[0::T]), ..., work(items[T-1::T])] with T = min(threads, len(items)), each
     call on its own thread (the first on the calling thread), each product in it on one
-    OpenBLAS thread. `work` is called once per thread, so it can hold scratch buffers for
-    its share. T = 1: one call, here."""
+    OpenBLAS thread and under the caller's np.errstate. `work` is called once per thread,
+    so it can hold scratch buffers for its share. T = 1: one call, here."""
     t = max(1, min(THREADS if threads is None else threads, len(items)))
     with one_blas_thread():
         if t == 1 or _set_local is None:
             return [work(items)]
         pool = _get_pool(t - 1)
-        futures = [pool.submit(work, items[k::t]) for k in range(1, t)]
+        futures = [pool.submit(_in_errstate, np.geterr(), work, items[k::t]) for k in range(1, t)]
         try:
             first = work(items[0::t])
         finally:

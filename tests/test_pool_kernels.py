@@ -14,21 +14,19 @@ LAYOUTS = list(itertools.permutations(range(4)))  # memory orders, (1, 2, 3, 0) 
 
 
 def reference(x, kernel, stride, padding, dilation, out_hw):
-    """Max and argmax window by window: offsets in row-major order, -inf padding; the max is NaN
-    if any value is; the argmax is the first maximum before the first NaN (0 if that is first)."""
+    """Max and argmax window by window as PyTorch's scan: offsets in row-major order, -inf
+    padding; a value greater than the maximum so far, or a NaN, takes the max and the index
+    (so the max is NaN if any value is, and the index that of the last NaN)."""
     xp = kernels.pad4(x, padding, kernels.lowest(x.dtype))
     out = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
     arg = np.empty(out.shape, dtype=np.int64)
     for n, c, oh, ow in np.ndindex(out.shape):
-        best, at, nan = None, 0, False
+        best, at = -np.inf, 0
         for o, (i, j) in enumerate(np.ndindex(kernel)):
             v = xp[n, c, oh * stride[0] + i * dilation[0], ow * stride[1] + j * dilation[1]]
-            if best is not None and not nan and v > best:
-                at = o
-            if v != v:
-                nan = True
-            best = v if best is None or v != v or v > best else best
-        out[n, c, oh, ow], arg[n, c, oh, ow] = (np.nan if nan else best), at
+            if v > best or v != v:
+                best, at = v, o
+        out[n, c, oh, ow], arg[n, c, oh, ow] = best, at
     return out, arg
 
 
@@ -108,7 +106,26 @@ def test_max_pool2d_on_conv_layout_matches_pytorch_with_ties_and_nan(rng, shape)
     np.testing.assert_array_equal(out.data, t_out.numpy())
     np.testing.assert_array_equal(idx.data, t_idx.numpy())  # the first maximum, as PyTorch's
     x[0, 0, :2, :2] = [[np.nan, 1], [2, np.nan]]
-    np.testing.assert_array_equal(F.max_pool2d(Tensor(x), 2).data, torch.nn.functional.max_pool2d(torch.tensor(x), 2))
+    x[-1, -1, :2, :2] = [[1, np.nan], [5, 2]]
+    out, idx = F.max_pool2d(Tensor(x), 2, return_indices=True)
+    t_out, t_idx = torch.nn.functional.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(out.data, t_out.numpy())
+    np.testing.assert_array_equal(idx.data, t_idx.numpy())  # the last NaN of a window, as PyTorch's
+
+
+@needs_torch
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), (1, 2, 3, 0)])
+@pytest.mark.parametrize("geom", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
+def test_max_pool2d_sends_the_gradient_to_a_windows_nan_as_pytorch(rng, layout, geom):
+    a = rng.integers(-3, 3, (2, 3, 6, 6)).astype(np.float32)  # ties
+    a[rng.random(a.shape) < 0.1] = np.nan
+    x = Tensor._make(kernels.in_order(a, layout)).requires_grad_()
+    out = F.max_pool2d(x, **geom)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(Tensor(g))
+    tx = torch.tensor(a, requires_grad=True)
+    torch.nn.functional.max_pool2d(tx, **geom).backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-6, atol=1e-6)  # overlaps add in another order
 
 
 @needs_torch

@@ -138,7 +138,8 @@ def _offset_views(xp, kernel, stride, dilation, out_hw) -> list:
 
 def _max_into(planes, out, arg):
     """out = the max over the K arrays `planes`, NaN where any is NaN; arg (unless None) the
-    index of the first maximum before any NaN (0 if the first is NaN)."""
+    index of the first maximum, or of the last NaN where there is one (as PyTorch's index:
+    its scan takes a value greater than the maximum so far, or a NaN)."""
     if len(planes) == 1:
         np.copyto(out, planes[0])
         if arg is not None:
@@ -157,6 +158,9 @@ def _max_into(planes, out, arg):
         np.maximum(out, planes[o], out=out)
         # offsets only grow, so the last offset that improved is the largest such offset
         np.maximum(arg, np.multiply(bits, arg.dtype.type(o), out=step), out=arg)
+    if out.dtype.kind == "f" and out.size and np.isnan(out.min()):  # rare: point at the last NaN
+        for o, v in enumerate(planes):
+            np.copyto(arg, o, where=np.isnan(v))
 
 
 def _max_pool_tiled(xp, kernel, out_hw):

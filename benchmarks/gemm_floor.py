@@ -1,16 +1,20 @@
 """The floor for a numpy framework: the matrix products of a network's step, timed alone.
 
 For each network of bench_models.py, the products that a training step (or inference)
-of conv-as-matrix-product must run, each timed once as a single numpy matmul of random
-float32 matrices of its shape (the minimum of a few calls, numpy's own OpenBLAS
-threads). Per Conv2d (C -> OC, K = C*KH*KW, L = OH*OW*N): forward (OC, K) @ (K, L),
-weight gradient (K, L) @ (L, OC) and, after the first layer, the input gradient
-(K, OC) @ (OC, L). Per Linear (I -> O): forward, and (N, O) @ (O, I) and (I, N) @ (N, O).
+of conv-as-matrix-product must run, on random float32 matrices of their shapes. Per
+Conv2d (C -> OC, K = C*KH*KW, L = OH*OW*N): forward (OC, K) @ (K, L), weight gradient
+(K, L) @ (L, OC) and, after the first layer, the input gradient (K, OC) @ (OC, L). Per
+Linear (I -> O): forward, and (N, O) @ (O, I) and (I, N) @ (N, O).
+
+Each product is timed two ways (the minimum of a few calls each), and the faster counts:
+- whole: one numpy matmul on numpy's own OpenBLAS threads;
+- per core: on one OpenBLAS thread, cut into pieces along its long side (256 to 4,096
+  columns, or whole), for a weight gradient also along the contraction (a sum of piece
+  products, as conv2d_weight_grad runs it), the fastest cut; divided by the number of
+  cores, as if the cores took equal shares with no cost at all.
 Their sum is what no arrangement of im2col and numpy products can go under, before any
 copying, pooling, activation or optimizer work; next to PyTorch's step it shows how far a
 network can get.
-
-OPENBLAS_NUM_THREADS=1 gives one core's floor (numpy's OpenBLAS barely speeds these shapes up on two).
 
 Usage: python benchmarks/gemm_floor.py [--cases deepconvnet:100,...] [--repeats 5] [--json out.json]
 """
@@ -27,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_models  # noqa: E402
 from common import write_json  # noqa: E402
 
-from tinygrad_cnn import nn  # noqa: E402
+from tinygrad_cnn import _parallel, nn  # noqa: E402
+from tinygrad_cnn.kernels.conv import _pieces_of  # noqa: E402
 
 
 def products(net, batch: int, shape=(1, 28, 28)) -> list:
@@ -67,10 +72,53 @@ def time_product(mkn, repeats: int) -> float:
     return best * 1000
 
 
+def _fastest(call, repeats: int, scale: float = 1.0) -> float:
+    """The fastest of `repeats` calls of call() (after one untimed), in ms, times `scale`."""
+    call()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t)
+    return best * 1000 * scale
+
+
+PIECES = (4096, 2048, 1024, 512, 256)
+
+
+def time_product_per_core(mkn, what: str, repeats: int) -> float:
+    """One core's fastest time for the (m, k) @ (k, n) product in pieces (see the module's
+    docstring), divided by the number of cores, in ms."""
+    m, k, n = mkn
+    rng = np.random.default_rng(0)
+    a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+    out = np.empty((m, n), dtype=np.float32)
+    times = []
+    with _parallel.one_blas_thread():
+        times.append(_fastest(lambda: np.matmul(a, b, out=out), repeats))
+        for p in (p for p in PIECES if p < n):  # pieces of the output's columns (the remainder left out, scaled)
+            q = n // p * p
+            times.append(_fastest(lambda: np.matmul(a, _pieces_of(b[:, :q], p), out=_pieces_of(out[:, :q], p)),
+                                  repeats, n / q))
+        if what == "weight grad":  # (K, L) @ (L, OC) as a sum over pieces of L
+            bt = np.ascontiguousarray(b.T)  # (OC, L), as conv2d_weight_grad has g
+            for p in (p for p in PIECES if p < k):
+                q = k // p * p
+                times.append(_fastest(lambda: np.matmul(_pieces_of(a[:, :q], p),
+                                                        np.swapaxes(_pieces_of(bt[:, :q], p), -1, -2)).sum(0),
+                                      repeats, k / q))
+    return min(times) / _parallel.THREADS
+
+
+def floor_ms(mkn, what: str, repeats: int) -> float:
+    """The product's floor: the faster of `time_product` and `time_product_per_core`, in ms."""
+    return min(time_product(mkn, repeats), time_product_per_core(mkn, what, repeats))
+
+
 def floor(name: str, batch: int, repeats: int) -> dict:
     """The products of one step and one inference of network `name` at `batch`: ms and GFLOP."""
     net, _ = bench_models.build(name, None)
-    rows = [(layer, what, mkn, time_product(mkn, repeats)) for layer, what, mkn in products(net, batch)]
+    rows = [(layer, what, mkn, floor_ms(mkn, what, repeats)) for layer, what, mkn in products(net, batch)]
     flops = {r: 2.0 * r[2][0] * r[2][1] * r[2][2] for r in rows}
     step_ms = sum(r[3] for r in rows)
     infer = [r for r in rows if r[1] == "forward"]
@@ -91,7 +139,7 @@ def main(argv=None) -> dict:
     for r in results:
         print(f"| {r['network']} | {r['batch']} | {r['step_gflop']:.2f} | {r['step_ms']:.2f} | "
               f"{r['inference_gflop']:.2f} | {r['inference_ms']:.2f} |")
-    out = {"cases": results, "threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
+    out = {"cases": results, "threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"), "cores": _parallel.THREADS}
     if args.json:
         write_json(args.json, out)
     return out

@@ -13,8 +13,9 @@ ms per step in each kind of layer, for both libraries in the same run:
 - rest: the step's time outside those (the framework's own Python: modules, the graph,
   the backward loop, gradient accumulation);
 - floor: the matrix products of the conv and linear layers (gemm_floor.py), each timed
-  alone as one numpy product on numpy's own OpenBLAS threads; what no im2col framework on
-  numpy goes under for those layers.
+  alone, whole on numpy's OpenBLAS threads or in pieces on one core shared out over the
+  cores at no cost, whichever is faster; what no im2col framework on numpy goes under for
+  those layers.
 
 Timers and the profiler add a little to each op, so the totals run above bench_models.py's;
 read the rows against each other. Steps alternate between the libraries in blocks of 3.
@@ -144,8 +145,8 @@ def profile(name: str, batch: int, steps: int, per_block: int = 3) -> dict:
         out[side]["rest"] = out["step"][side] - sum(v for k, v in out[side].items() if k != "rest")
     net, _ = bench_models.build(name, None)
     floor = collections.defaultdict(float)
-    for layer, _, mkn in gemm_floor.products(net, batch):
-        floor["conv" if isinstance(net[layer], nn.Conv2d) else "linear"] += gemm_floor.time_product(mkn, 5)
+    for layer, what, mkn in gemm_floor.products(net, batch):
+        floor["conv" if isinstance(net[layer], nn.Conv2d) else "linear"] += gemm_floor.floor_ms(mkn, what, 5)
     out["floor"] = dict(floor)
     out.update(network=name, batch=batch)
     return out

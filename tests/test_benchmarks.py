@@ -91,6 +91,7 @@ def test_gemm_floor_lists_the_products_of_a_step():
     # the lecture net: conv (30, 25) @ (25, 576), its weight gradient, then three products per linear layer
     assert [p["mkn"] for p in lecture["products"]][:2] == [(30, 25, 576), (25, 576, 30)]
     assert lecture["step_gflop"] > lecture["inference_gflop"] > 0 and deep["step_ms"] > 0
+    assert result["cores"] >= 1 and gemm_floor.time_product_per_core((30, 5000, 25), "weight grad", 1) > 0
 
 
 def test_where_time_goes_puts_each_op_under_its_layer_and_the_timers_back():

@@ -145,7 +145,7 @@ def split(work, items: list, threads: int | None = None) -> list:
     so it can hold scratch buffers for its share. T = 1: one call, here."""
     t = max(1, min(THREADS if threads is None else threads, len(items)))
     with one_blas_thread():
-        if t == 1 or _set_local is None:
+        if t == 1 or _set_local is None or _here.alone:
             return [work(items)]
         pool = _get_pool(t - 1)
         futures = [pool.submit(_in_errstate, np.geterr(), work, items[k::t]) for k in range(1, t)]
@@ -154,6 +154,28 @@ def split(work, items: list, threads: int | None = None) -> list:
         finally:
             wait(futures)  # none left running, even when work raised here
         return [first] + [f.result() for f in futures]
+
+
+class _Here(threading.local):
+    alone = False  # inside side_by_side: every split runs on the thread that calls it
+
+
+_here = _Here()
+
+
+def side_by_side(*calls) -> list:
+    """[call() for call in calls], run at once, one call per thread (the first on this one),
+    each on one thread: a split inside them does not hand work on. For independent kernels
+    too small to gain from splitting each (conv2d's input and weight gradients in LeNet-5)."""
+    def run(share):
+        before, _here.alone = _here.alone, True
+        try:
+            return [(k, call()) for k, call in share]
+        finally:
+            _here.alone = before
+
+    done = dict(pair for part in split(run, list(enumerate(calls))) for pair in part)
+    return [done[k] for k in range(len(calls))]
 
 
 MATMUL_SPLIT_FLOPS = 32_000_000  # 2-D products from this size go to the threads in halves

@@ -145,7 +145,7 @@ def split(work, items: list, threads: int | None = None) -> list:
     so it can hold scratch buffers for its share. T = 1: one call, here."""
     t = max(1, min(THREADS if threads is None else threads, len(items)))
     with one_blas_thread():
-        if t == 1 or _set_local is None or _here.alone:
+        if t == 1 or _set_local is None or _here.sharing > 1:
             return [work(items)]
         pool = _get_pool(t - 1)
         futures = [pool.submit(_in_errstate, np.geterr(), work, items[k::t]) for k in range(1, t)]
@@ -157,10 +157,16 @@ def split(work, items: list, threads: int | None = None) -> list:
 
 
 class _Here(threading.local):
-    alone = False  # inside side_by_side: every split runs on the thread that calls it
+    sharing = 1  # inside side_by_side: how many calls run at once (splits run where called)
 
 
 _here = _Here()
+
+
+def sharing() -> int:
+    """How many calls run side by side with this thread's (1 outside side_by_side): kernels
+    beside others keep their chunks to the cache's share (`kernels.conv.row_chunks`)."""
+    return _here.sharing
 
 
 def side_by_side(*calls) -> list:
@@ -168,11 +174,11 @@ def side_by_side(*calls) -> list:
     each on one thread: a split inside them does not hand work on. For independent kernels
     too small to gain from splitting each (conv2d's input and weight gradients in LeNet-5)."""
     def run(share):
-        before, _here.alone = _here.alone, True
+        before, _here.sharing = _here.sharing, len(calls)
         try:
             return [(k, call()) for k, call in share]
         finally:
-            _here.alone = before
+            _here.sharing = before
 
     done = dict(pair for part in split(run, list(enumerate(calls))) for pair in part)
     return [done[k] for k in range(len(calls))]

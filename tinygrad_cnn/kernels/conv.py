@@ -114,13 +114,17 @@ def _contract_by_pieces(a, b):
 
 def row_chunks(out_h: int, row_bytes: int, flops: int = 0, chunk_bytes: int = 0) -> tuple[list, int]:
     """(chunks, threads): output rows in even chunks (h0, h1) whose columns take about
-    `chunk_bytes` (default `CHUNK_BYTES`; one row at least), and how many threads to spread them over: one per core
+    `chunk_bytes` (default `CHUNK_BYTES`, and no more beside other kernels; one row at least),
+    and how many threads to spread them over: one per core
     where each gets `SPLIT_BYTES` of columns at least, or the products (`flops`, for all
     rows) come to `SPLIT_FLOPS` at least (and then a chunk at least), else one: smaller
     convolutions ran no faster on two threads (see `SPLIT_FLOPS`)."""
     big = out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS or flops >= SPLIT_FLOPS
     threads = min(_parallel.THREADS, out_h) if big else 1
-    count = max(threads, -(-out_h // max(1, min(out_h, (chunk_bytes or CHUNK_BYTES) // max(row_bytes, 1)))))
+    # beside another kernel (side_by_side) no larger chunks than CHUNK_BYTES: with col2im's 4 MB,
+    # LeNet-5's step peak went 8.4 -> 10.2 MB
+    budget = min(chunk_bytes or CHUNK_BYTES, CHUNK_BYTES) if _parallel.sharing() > 1 else chunk_bytes or CHUNK_BYTES
+    count = max(threads, -(-out_h // max(1, min(out_h, budget // max(row_bytes, 1)))))
     rows = -(-out_h // count)
     return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)], threads
 

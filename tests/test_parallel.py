@@ -129,3 +129,18 @@ def test_conv2d_gradients_side_by_side_equal_one_after_the_other(monkeypatch, bi
     for alone, side, again in zip(*grads):
         np.testing.assert_allclose(side, alone, rtol=1e-5, atol=1e-5 * np.abs(alone).max())
         np.testing.assert_array_equal(side, again)
+
+
+@needs_blas_control
+def test_work_on_the_threads_calls_the_callers_errstate_handler(monkeypatch):
+    # errstate(call=...) lives in the caller's context too: a worker's overflow reaches it
+    monkeypatch.setattr(_parallel, "THREADS", 2)
+    big, seen = np.full(4, 3e38, np.float32), []
+
+    def overflow(items):
+        list(items)
+        return [] if threading.current_thread() is threading.main_thread() else [big * np.float32(10)]
+
+    with np.errstate(over="call", call=lambda kind, flag: seen.append(kind)):
+        _parallel.split(overflow, [0, 1])
+    assert seen == ["overflow"]

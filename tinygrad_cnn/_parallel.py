@@ -15,6 +15,7 @@ on the calling thread. `TINYGRAD_CNN_THREADS=n` sets the number of threads.
 """
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import glob
 import os
@@ -69,6 +70,7 @@ def _forget_pool():
     (another thread of the parent may have been inside one when it forked)."""
     global _pool, _pool_size, _pool_lock, _blas_lock, _blas_inside
     _pool, _pool_size, _pool_lock, _blas_lock = None, 0, threading.Lock(), threading.Lock()
+    _here.sharing = 1  # forked inside side_by_side: the child runs alone
     if _blas_inside and _set_local is not None:
         _set_local(_blas_previous)
     _blas_inside = 0
@@ -131,13 +133,6 @@ class one_blas_thread:
                     _set_local(_blas_previous)
 
 
-def _in_errstate(err: dict, work, part):
-    """work(part) under the caller's np.errstate (`err` from np.geterr()): numpy keeps it
-    per thread, so a worker would otherwise warn where the caller ignores or raises."""
-    with np.errstate(**err):
-        return work(part)
-
-
 def split(work, items: list, threads: int | None = None) -> list:
     """[work(items[0::T]), ..., work(items[T-1::T])] with T = min(threads, len(items)), each
     call on its own thread (the first on the calling thread), each product in it on one
@@ -148,7 +143,9 @@ def split(work, items: list, threads: int | None = None) -> list:
         if t == 1 or _set_local is None or _here.sharing > 1:
             return [work(items)]
         pool = _get_pool(t - 1)
-        futures = [pool.submit(_in_errstate, np.geterr(), work, items[k::t]) for k in range(1, t)]
+        # each share in a copy of the caller's context: numpy's errstate (modes and handler)
+        # lives in a context variable, which a worker thread would otherwise not see
+        futures = [pool.submit(contextvars.copy_context().run, work, items[k::t]) for k in range(1, t)]
         try:
             first = work(items[0::t])
         finally:

@@ -85,52 +85,6 @@ def test_work_on_the_threads_follows_the_callers_errstate(monkeypatch, setting, 
             assert np.isinf(out[1][0]).all()
 
 
-def test_side_by_side_gives_results_in_order_and_splits_nothing_inside(monkeypatch):
-    monkeypatch.setattr(_parallel, "THREADS", 2)
-    names = []
-
-    def inner(items):  # a split inside a side-by-side call: runs here, on one thread
-        names.append(threading.current_thread().name)
-        return list(items)
-
-    calls = [lambda k=k: (k, _parallel.split(inner, [1, 2, 3, 4])) for k in range(3)]
-    assert _parallel.side_by_side(*calls) == [(k, [[1, 2, 3, 4]]) for k in range(3)]
-    assert len(names) == 3 and (_parallel._set_local is None or len(set(names)) == 2)
-    assert _parallel.split(inner, [1, 2]) in ([[1], [2]], [[1, 2]])  # and outside it, as before
-    with pytest.raises(ZeroDivisionError):
-        _parallel.side_by_side(lambda: 1, lambda: 1 / 0)
-    assert _parallel.sharing() == 1
-    assert _parallel.side_by_side(_parallel.sharing, _parallel.sharing, _parallel.sharing) == [3, 3, 3]
-
-
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("geom", [dict(), dict(padding=2), dict(stride=2, padding=1), dict(dilation=(2, 1))])
-def test_conv2d_gradients_side_by_side_equal_one_after_the_other(monkeypatch, bias, geom):
-    # LeNet-5's second conv: both gradients at once on two threads, each in smaller chunks
-    # (half the cache each), the same to rounding, and the same in every run
-    from tinygrad_cnn import kernels
-    rng = np.random.default_rng(0)
-    x = Tensor(rng.standard_normal((20, 6, 14, 14)).astype(np.float32), requires_grad=True)
-    w = Tensor(rng.standard_normal((16, 6, 5, 5)).astype(np.float32), requires_grad=True)
-    b = Tensor(rng.standard_normal(16).astype(np.float32), requires_grad=True) if bias else None
-    monkeypatch.setattr(_parallel, "THREADS", 2)
-    sides, side_by_side = [], _parallel.side_by_side
-    monkeypatch.setattr(_parallel, "side_by_side", lambda *calls: sides.append(len(calls)) or side_by_side(*calls))
-    grads = []
-    for side_flops in (1 << 62, 0, 0):  # never, then always side by side, twice
-        monkeypatch.setattr(kernels.conv, "SIDE_BY_SIDE_FLOPS", side_flops)
-        for t in (x, w, b):
-            if t is not None:
-                t.grad = None
-        out = F.conv2d(x, w, b, **geom)
-        out.backward(Tensor(np.linspace(-1, 1, out.numel(), dtype=np.float32).reshape(out.shape)))
-        grads.append([t.grad.data.copy() for t in (x, w, b) if t is not None])
-    assert sides == [2, 2]
-    for alone, side, again in zip(*grads):
-        np.testing.assert_allclose(side, alone, rtol=1e-5, atol=1e-5 * np.abs(alone).max())
-        np.testing.assert_array_equal(side, again)
-
-
 @needs_blas_control
 def test_work_on_the_threads_calls_the_callers_errstate_handler(monkeypatch):
     # errstate(call=...) lives in the caller's context too: a worker's overflow reaches it

@@ -70,7 +70,6 @@ def _forget_pool():
     (another thread of the parent may have been inside one when it forked)."""
     global _pool, _pool_size, _pool_lock, _blas_lock, _blas_inside
     _pool, _pool_size, _pool_lock, _blas_lock = None, 0, threading.Lock(), threading.Lock()
-    _here.sharing = 1  # forked inside side_by_side: the child runs alone
     if _blas_inside and _set_local is not None:
         _set_local(_blas_previous)
     _blas_inside = 0
@@ -140,7 +139,7 @@ def split(work, items: list, threads: int | None = None) -> list:
     so it can hold scratch buffers for its share. T = 1: one call, here."""
     t = max(1, min(THREADS if threads is None else threads, len(items)))
     with one_blas_thread():
-        if t == 1 or _set_local is None or _here.sharing > 1:
+        if t == 1 or _set_local is None:
             return [work(items)]
         pool = _get_pool(t - 1)
         # each share in a copy of the caller's context: numpy's errstate (modes and handler)
@@ -151,34 +150,6 @@ def split(work, items: list, threads: int | None = None) -> list:
         finally:
             wait(futures)  # none left running, even when work raised here
         return [first] + [f.result() for f in futures]
-
-
-class _Here(threading.local):
-    sharing = 1  # inside side_by_side: how many calls run at once (splits run where called)
-
-
-_here = _Here()
-
-
-def sharing() -> int:
-    """How many calls run side by side with this thread's (1 outside side_by_side): kernels
-    beside others keep their chunks to the cache's share (`kernels.conv.row_chunks`)."""
-    return _here.sharing
-
-
-def side_by_side(*calls) -> list:
-    """[call() for call in calls], run at once, one call per thread (the first on this one),
-    each on one thread: a split inside them does not hand work on. For independent kernels
-    too small to gain from splitting each (conv2d's input and weight gradients in LeNet-5)."""
-    def run(share):
-        before, _here.sharing = _here.sharing, len(calls)
-        try:
-            return [(k, call()) for k, call in share]
-        finally:
-            _here.sharing = before
-
-    done = dict(pair for part in split(run, list(enumerate(calls))) for pair in part)
-    return [done[k] for k in range(len(calls))]
 
 
 MATMUL_SPLIT_FLOPS = 32_000_000  # 2-D products from this size go to the threads in halves

@@ -6,7 +6,6 @@ import numpy as np
 
 from .. import kernels
 from ..autograd.function import Part
-from ..autograd.grad_mode import is_grad_enabled
 from ..errors import ShapeError
 from ..tensor import Function, Tensor, op_scope
 from ._utils import _accepts_unbatched, _check_4d, _geometry, _same_dtype, _saved_for_backward
@@ -126,12 +125,9 @@ class Conv2d(Function):
 
     def backward(self, g):
         x, w, b = self.inputs
-        geom, need = self.attrs["geom"], self.needs_input_grad
-        if need[0] and any(need[1:]) and not is_grad_enabled():  # both at once (kernels.conv2d_grads)
-            gx, m = kernels.conv2d_grads(x.data, g.data, w.data, *geom[:4], ones_row=b is not None and need[2])
-            return (Tensor._make(gx),) + _split_weight_matrix(Tensor._make(m), w, b, need[1:])
-        gx = ConvTranspose2d.apply(g, w, shape=x.shape, geom=geom) if need[0] else None
-        return (gx,) + _weight_and_bias_grads(x, g, w, b, geom, need[1:])
+        geom = self.attrs["geom"]
+        gx = ConvTranspose2d.apply(g, w, shape=x.shape, geom=geom) if self.needs_input_grad[0] else None
+        return (gx,) + _weight_and_bias_grads(x, g, w, b, geom, self.needs_input_grad[1:])
 
     def parts(self) -> list:
         """im2col -> matmul (+ bias), the steps this op fuses (see `_conv_parts`)."""
@@ -144,11 +140,6 @@ def _weight_and_bias_grads(x, g, w, b, geom, needs):
     if not any(needs):
         return None, None
     m = Conv2dWeight.apply(x, g, geom=geom, ones_row=b is not None and needs[1])  # (OC, C*KH*KW [+1])
-    return _split_weight_matrix(m, w, b, needs)
-
-
-def _split_weight_matrix(m, w, b, needs):
-    """(weight gradient, bias gradient) from conv2d's weight-matrix gradient m (OC, C*KH*KW [+1])."""
     k = w.numel() // w.shape[0]
     gw = (m if m.shape[1] == k else m[:, :k]).reshape(w.shape) if needs[0] else None
     return gw, (m[:, k] if b is not None and needs[1] else None)

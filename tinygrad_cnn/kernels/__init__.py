@@ -22,12 +22,12 @@ The tuning constants (chunk sizes, thread thresholds) live in the submodule that
 them: set `kernels.conv.CHUNK_BYTES`, not `kernels.CHUNK_BYTES`.
 """
 from . import conv, layout, pooling
-from .conv import col2im, conv2d, conv2d_grads, conv2d_input_grad, conv2d_weight_grad, fold, im2col, row_chunks, unfold
+from .conv import col2im, conv2d, conv2d_input_grad, conv2d_weight_grad, fold, im2col, row_chunks, unfold
 from .layout import (batch_last, empty_as, in_order, lowest, memory_order, offset_slices, output_size, pad4, pair,
                      windows)
 from .pooling import avg_pool, avg_pool_scatter, max_pool, pool_gather, pool_scatter
 
-__all__ = ["conv", "layout", "pooling", "col2im", "conv2d", "conv2d_grads", "conv2d_input_grad", "conv2d_weight_grad", "fold",
+__all__ = ["conv", "layout", "pooling", "col2im", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "fold",
            "im2col", "row_chunks", "unfold", "batch_last", "empty_as", "in_order", "lowest", "memory_order",
            "offset_slices", "output_size", "pad4", "pair", "windows", "avg_pool", "avg_pool_scatter", "max_pool",
            "pool_gather", "pool_scatter"]

@@ -114,17 +114,13 @@ def _contract_by_pieces(a, b):
 
 def row_chunks(out_h: int, row_bytes: int, flops: int = 0, chunk_bytes: int = 0) -> tuple[list, int]:
     """(chunks, threads): output rows in even chunks (h0, h1) whose columns take about
-    `chunk_bytes` (default `CHUNK_BYTES`, and no more beside other kernels; one row at least),
-    and how many threads to spread them over: one per core
+    `chunk_bytes` (default `CHUNK_BYTES`; one row at least), and how many threads to spread them over: one per core
     where each gets `SPLIT_BYTES` of columns at least, or the products (`flops`, for all
     rows) come to `SPLIT_FLOPS` at least (and then a chunk at least), else one: smaller
     convolutions ran no faster on two threads (see `SPLIT_FLOPS`)."""
     big = out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS or flops >= SPLIT_FLOPS
     threads = min(_parallel.THREADS, out_h) if big else 1
-    # beside another kernel (side_by_side) no larger chunks than CHUNK_BYTES: with col2im's 4 MB,
-    # LeNet-5's step peak went 8.4 -> 10.2 MB
-    budget = min(chunk_bytes or CHUNK_BYTES, CHUNK_BYTES) if _parallel.sharing() > 1 else chunk_bytes or CHUNK_BYTES
-    count = max(threads, -(-out_h // max(1, min(out_h, budget // max(row_bytes, 1)))))
+    count = max(threads, -(-out_h // max(1, min(out_h, (chunk_bytes or CHUNK_BYTES) // max(row_bytes, 1)))))
     rows = -(-out_h // count)
     return [(h0, min(out_h, h0 + rows)) for h0 in range(0, out_h, rows)], threads
 
@@ -388,28 +384,6 @@ def conv2d_input_grad(g, w, input_shape, kernel, stride, padding, dilation) -> n
         flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
         return conv2d(g, flipped, kernel, stride, full, dilation, (h, wd))
     return _col2im_input_grad(g, w.reshape(w.shape[0], -1), input_shape, kernel, stride, padding, dilation)
-
-
-# conv2d's two gradients run side by side (one on each of two threads) where each one's
-# products come to at least this many flops and neither would be split over threads itself
-SIDE_BY_SIDE_FLOPS = 8_000_000
-
-
-def conv2d_grads(x, g, w, kernel, stride, padding, dilation, ones_row) -> tuple:
-    """(conv2d_input_grad, conv2d_weight_grad) of x (N, C, H, W), g (N, OC, OH, OW) and the
-    weight w (OC, C, KH, KW): side by side on two threads where both are too small to be
-    split over threads each, else one after the other. LeNet-5's second conv: 2.44 -> 2.22 ms
-    alone; LeNet-5's step 9.40 -> 9.08 and 8.70 -> 8.25 ms (two interleaved runs)."""
-    n, c, h, wd = x.shape
-    oc, out_h, out_w = g.shape[1:]
-    ck, length = c * kernel[0] * kernel[1], out_h * out_w * n
-    flops = 2 * oc * ck * length
-    alone = flops < SPLIT_FLOPS and ck * length * np.result_type(x, g).itemsize < SPLIT_BYTES * _parallel.THREADS
-    calls = (lambda: conv2d_input_grad(g, w, x.shape, kernel, stride, padding, dilation),
-             lambda: conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row))
-    if alone and flops >= SIDE_BY_SIDE_FLOPS and _parallel.THREADS > 1:
-        return tuple(_parallel.side_by_side(*calls))
-    return tuple(call() for call in calls)
 
 
 def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) -> np.ndarray:

@@ -406,18 +406,15 @@ def _col2im_input_grad(g, wmat, input_shape, kernel, stride, padding, dilation) 
     chunks, threads = row_chunks(out_h, ck * out_w * n * np.dtype(dtype).itemsize, 2 * ck * oc * out_h * out_w * n)
     tallest = max(h1 - h0 for h0, h1 in chunks)
 
-    def add(groups):  # on one thread: col2im of its groups' chunks
+    def add(share):  # on one thread: col2im of its chunks
         buf = np.empty(ck * tallest * out_w * n, dtype=dtype)
-        for h0, h1 in (chunk for group in groups for chunk in group):
+        for h0, h1 in share:
             part = np.matmul(wmat.T, _Columns.rows_of(gt, h0, h1), out=buf[:ck * (h1 - h0) * out_w * n].reshape(ck, -1))
             blocks = part.reshape(c, *kernel, h1 - h0, out_w, n)
             for i, j, inside, rows, cols in _window_blocks(kernel, stride, padding, dilation, (h, w), h0, h1, out_w):
                 out[:, rows, cols] += blocks[:, i, j][inside]  # what lands in the padding is dropped
 
-    groups = _disjoint_groups(chunks, threads, stride[0], dilation[0] * (kernel[0] - 1))
-    for phase in (groups[0::2], groups[1::2]):
-        if phase:
-            _parallel.split(add, phase, threads)
+    _in_two_phases(add, chunks, threads, stride[0], dilation[0] * (kernel[0] - 1))
     return out.transpose(3, 0, 1, 2)
 
 
@@ -442,10 +439,10 @@ def _col2im_by_rows(gt, wmat, input_shape, kernel, dilation) -> np.ndarray:
                                  COL2IM_CHUNK_BYTES)
     tallest = max(h1 - h0 for h0, h1 in chunks)
 
-    def add(groups):  # on one thread: col2im of its groups' chunks
+    def add(share):  # on one thread: col2im of its chunks
         g_rows = np.zeros((oc, tallest, w, n), dtype=dtype)  # its columns past OW stay zero
         buf = np.empty(ck * tallest * pitch, dtype=dtype)
-        for h0, h1 in (chunk for group in groups for chunk in group):
+        for h0, h1 in share:
             length = (h1 - h0) * pitch
             np.copyto(g_rows[:, :h1 - h0, :out_w], gt[:, h0:h1])
             part = np.matmul(wmat.T, g_rows[:, :h1 - h0].reshape(oc, -1), out=buf[:ck * length].reshape(ck, -1))
@@ -456,11 +453,18 @@ def _col2im_by_rows(gt, wmat, input_shape, kernel, dilation) -> np.ndarray:
                     start = (h0 + i * dilation[0]) * pitch + shift
                     flat[:, start:start + length - shift] += blocks[:, i * kw + j, :length - shift]
 
-    groups = _disjoint_groups(chunks, threads, 1, dilation[0] * (kh - 1))
+    _in_two_phases(add, chunks, threads, 1, dilation[0] * (kh - 1))
+    return out.transpose(3, 0, 1, 2)
+
+
+def _in_two_phases(add, chunks, threads, stride, reach) -> None:
+    """add(share of chunks) for col2im's chunks, which add into shared input rows where they
+    neighbour: consecutive chunks in groups (`_disjoint_groups`), the even groups on the
+    threads at once (a share being the chunks of its groups), then the odd ones."""
+    groups = _disjoint_groups(chunks, threads, stride, reach)
     for phase in (groups[0::2], groups[1::2]):
         if phase:
-            _parallel.split(add, phase, threads)
-    return out.transpose(3, 0, 1, 2)
+            _parallel.split(lambda share: add([chunk for group in share for chunk in group]), phase, threads)
 
 
 def _disjoint_groups(chunks, threads, stride, reach) -> list:

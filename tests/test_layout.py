@@ -220,10 +220,13 @@ def test_conv2d_gradients_through_row_slabs(rng, row_slabs, kw):
 @given(n=st.integers(1, 3), c=st.integers(1, 3), oc=st.integers(1, 3),
        kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
        extra=st.tuples(st.integers(0, 4), st.integers(0, 4)),
-       chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.integers(1, 3), data=st.data())
-def test_col2im_by_rows_adds_what_fold_adds(n, c, oc, kernel, dilation, extra, chunk_bytes, threads, data):
+       chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.integers(1, 3), by_kernel_rows=st.booleans(),
+       data=st.data())
+def test_col2im_by_rows_adds_what_fold_adds(n, c, oc, kernel, dilation, extra, chunk_bytes, threads, by_kernel_rows,
+                                           data):
     """Stride 1, no padding: the input gradient added along the input's rows (with g's rows
-    widened to the input's pitch) equals col2im (`fold`) of the product, for any kernel,
+    widened to the input's pitch), by either route (`_col2im_by_rows`,
+    `_input_grad_by_kernel_rows`), equals col2im (`fold`) of the product, for any kernel,
     dilation, chunk size and thread count."""
     from tinygrad_cnn import _parallel
     h, w = (d * (k - 1) + 1 + e for k, d, e in zip(kernel, dilation, extra))
@@ -235,6 +238,7 @@ def test_col2im_by_rows_adds_what_fold_adds(n, c, oc, kernel, dilation, extra, c
         mp.setattr(kernels.conv, "COL2IM_CHUNK_BYTES", chunk_bytes)
         mp.setattr(kernels.conv, "SPLIT_BYTES", 0)
         mp.setattr(_parallel, "THREADS", threads)
+        mp.setattr(kernels.conv, "_kernel_rows_pay", lambda *_: by_kernel_rows)
         got = kernels.conv._col2im_input_grad(g, wt.reshape(oc, -1), (n, c, h, w), *geom[:4])
     np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
     assert kernels.memory_order(got) == CHWN or n == 1
@@ -262,10 +266,13 @@ def test_input_gradient_with_an_infinite_weight_adds_only_where_it_reaches(shape
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(stride=1, padding=1), dict(stride=(1, 2), dilation=2),
                                 dict(stride=1, padding=(3, 0), dilation=(1, 2)), dict(stride=1),
-                                dict(dilation=(2, 3))])  # the last two: col2im by rows (`_col2im_by_rows`)
-def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypatch, one_row_chunks, threads, kw):
+                                dict(dilation=(2, 3))])  # the last two: along rows, by either route
+@pytest.mark.parametrize("by_kernel_rows", [False, True])
+def test_conv2d_input_gradient_in_chunks_on_threads_matches_col2im(rng, monkeypatch, one_row_chunks, threads, kw,
+                                                                   by_kernel_rows):
     from tinygrad_cnn import _parallel
     monkeypatch.setattr(_parallel, "THREADS", threads)
+    monkeypatch.setattr(kernels.conv, "_kernel_rows_pay", lambda *_: by_kernel_rows)
     x, w = rng.standard_normal((3, 2, 21, 7)), rng.standard_normal((4, 2, 3, 3))
     geom = _geometry("conv2d", x.shape, (3, 3), kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1))
     g = rng.standard_normal((3, 4, *geom[-1]))

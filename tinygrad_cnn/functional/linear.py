@@ -22,12 +22,15 @@ class Linear(Function):
     SAVES = {0: (1,), 1: (0,)}
 
     def forward(self, x, w, b):
-        out = _parallel.matmul(x, w.T)
-        if b is not None:
-            np.add(out, b, out=out)
         # the input's layout, for backward: the conv features flattened with the batch
         # innermost get their gradient laid out so too
         self.x_transposed = _transposed(x)
+        # such an input is multiplied as (w @ x.T).T, of two row-major operands, and the
+        # output comes back column-major: the MNIST net's (64, 9216) @ (9216, 128) took
+        # 1.44-1.60 ms as x @ w.T, 1.19-1.29 ms so
+        out = _parallel.matmul(w, x.T).T if self.x_transposed else _parallel.matmul(x, w.T)
+        if b is not None:
+            np.add(out, b, out=out)
         return out
 
     def backward(self, g):

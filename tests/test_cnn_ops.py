@@ -323,6 +323,11 @@ def test_linear_is_one_op_with_exact_gradients_in_every_layout(n, k, out, bias, 
     y = F.linear(*args)
     assert type(y._ctx).__name__ == "Linear"
     np.testing.assert_allclose(y.data, x @ w.T + (b if bias else 0), rtol=1e-12, atol=1e-12)
+    assert y.data.flags.c_contiguous  # row-major as in PyTorch, whatever x's layout: views stay views
+    with tc.no_grad():
+        flat = y.view(-1)
+        y.mul_(2)
+    np.testing.assert_array_equal(flat.data, y.data.reshape(-1))
     assert gradcheck(lambda *t: F.linear(*t), *args)
     assert gradgradcheck(lambda *t: F.linear(*t).tanh(), *args)
     node = F.linear(Tensor._make(x).requires_grad_(), Tensor(w))._ctx

@@ -42,6 +42,11 @@ def test_row_chunks_cover_the_rows_evenly(monkeypatch):
     assert kernels.row_chunks(5, 5000) == ([(h, h + 1) for h in range(5)], 2)  # one row at least
     assert kernels.row_chunks(4, 100) == ([(0, 2), (2, 4)], 2)  # a chunk for each thread
     assert kernels.row_chunks(4, 1) == ([(0, 4)], 1)  # too little work for two threads
+    monkeypatch.setattr(kernels.conv, "SPLIT_BYTES", 10_000)  # a few bytes of columns: one thread ...
+    assert kernels.row_chunks(7, 300)[1] == 1
+    monkeypatch.setattr(kernels.conv, "SPLIT_OUT_BYTES", 5000)  # ... unless the output is large
+    assert kernels.row_chunks(7, 300, out_bytes=4999)[1] == 1
+    assert kernels.row_chunks(7, 300, out_bytes=5000) == ([(0, 3), (3, 6), (6, 7)], 2)
 
 
 @given(x=arrays((3, 2, 7, 6)), w=arrays((4, 2, 3, 2)), b=arrays((4,)),

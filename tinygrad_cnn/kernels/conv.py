@@ -59,6 +59,12 @@ SPLIT_BYTES = 4 << 20  # columns are spread over the threads where each gets thi
 # threads against one, the lecture conv at batch 100 (90 MFLOP) 0.87x and 0.77x, DeepConvNet's
 # 5th (237 MFLOP, 7.4 MB of columns) 0.61x and 0.60x; LeNet's 2nd (48 MFLOP) forward 1.23x
 SPLIT_FLOPS = 64_000_000
+# ... or where the product's other operand (the output, or g for the weight gradient) holds
+# this many bytes: the one-channel first convs, whose products are small but write or read
+# a large array. In the MNIST net's step its first conv's forward 1.22 -> 0.88 and 1.22 ->
+# 1.03 ms, weight gradient 0.83 -> 0.72 and 0.82 -> 0.81 ms (DeepConvNet's: 1.14 -> 1.15,
+# 1.05 -> 0.98 ms)
+SPLIT_OUT_BYTES = 4 << 20
 # col2im at stride 1 (`_col2im_by_rows`) in chunks of this size: against 2 MB, the MNIST net's
 # step 59.2 -> 56.2 ms and LeNet-5's 11.13 -> 10.85 ms (interleaved); 8 MB 11.04 ms
 COL2IM_CHUNK_BYTES = 4 << 20
@@ -112,13 +118,16 @@ def _contract_by_pieces(a, b):
 
 
 
-def row_chunks(out_h: int, row_bytes: int, flops: int = 0, chunk_bytes: int = 0) -> tuple[list, int]:
+def row_chunks(out_h: int, row_bytes: int, flops: int = 0, chunk_bytes: int = 0,
+               out_bytes: int = 0) -> tuple[list, int]:
     """(chunks, threads): output rows in even chunks (h0, h1) whose columns take about
     `chunk_bytes` (default `CHUNK_BYTES`; one row at least), and how many threads to spread them over: one per core
     where each gets `SPLIT_BYTES` of columns at least, or the products (`flops`, for all
-    rows) come to `SPLIT_FLOPS` at least (and then a chunk at least), else one: smaller
-    convolutions ran no faster on two threads (see `SPLIT_FLOPS`)."""
-    big = out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS or flops >= SPLIT_FLOPS
+    rows) come to `SPLIT_FLOPS` at least, or their other operand (`out_bytes`) to
+    `SPLIT_OUT_BYTES` (and then a chunk at least), else one: smaller convolutions ran no
+    faster on two threads (see `SPLIT_FLOPS`)."""
+    big = (out_h * row_bytes >= SPLIT_BYTES * _parallel.THREADS or flops >= SPLIT_FLOPS
+           or out_bytes >= SPLIT_OUT_BYTES)
     threads = min(_parallel.THREADS, out_h) if big else 1
     count = max(threads, -(-out_h // max(1, min(out_h, (chunk_bytes or CHUNK_BYTES) // max(row_bytes, 1)))))
     rows = -(-out_h // count)
@@ -174,7 +183,8 @@ class _Columns:
         c, n = xt.shape[0], xt.shape[3]
         k = c * kernel[0] * kernel[1] + ones_row
         return row_chunks(out_hw[0], k * out_hw[1] * n * np.dtype(dtype).itemsize,
-                          2 * m * k * out_hw[0] * out_hw[1] * n)
+                          2 * m * k * out_hw[0] * out_hw[1] * n,
+                          out_bytes=m * out_hw[0] * out_hw[1] * n * np.dtype(dtype).itemsize)
 
     def of(self, h0, h1):
         """One strided copy of the windows (C, KH, KW, h1-h0, OW, N): its inner runs are OW*N
@@ -251,7 +261,8 @@ class _RowSlabs:
             return None
         k = c * kh * kw + ones_row
         chunks, threads = row_chunks(out_h, (c * kw + ones_row) * out_w * n * np.dtype(dtype).itemsize * sh,
-                                     2 * m * k * out_h * out_w * n)
+                                     2 * m * k * out_h * out_w * n,
+                                     out_bytes=m * out_h * out_w * n * np.dtype(dtype).itemsize)
         rows = min(h1 - h0 for h0, h1 in chunks)
         return (chunks, threads) if (rows - 1) * sh + kh <= SLAB_SHARE * rows * kh else None
 

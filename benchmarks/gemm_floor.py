@@ -57,12 +57,17 @@ def products(net, batch: int, shape=(1, 28, 28)) -> list:
     return out
 
 
-def time_product(mkn, repeats: int) -> float:
-    """Fastest of `repeats` calls of one float32 (m, k) @ (k, n) numpy product, in ms."""
+def _operands(mkn) -> tuple:
+    """(a, b, out): random float32 (m, k) and (k, n) matrices and an (m, n) output buffer."""
     m, k, n = mkn
     rng = np.random.default_rng(0)
-    a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
-    out = np.empty((m, n), dtype=np.float32)
+    return rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32), np.empty((m, n), np.float32)
+
+
+def time_product(mkn, repeats: int, operands=None) -> float:
+    """Fastest of `repeats` calls of one float32 (m, k) @ (k, n) numpy product, in ms
+    (on `operands` from `_operands`, if given)."""
+    a, b, out = operands or _operands(mkn)
     return _fastest(lambda: np.matmul(a, b, out=out), repeats)
 
 
@@ -80,13 +85,11 @@ def _fastest(call, repeats: int, scale: float = 1.0) -> float:
 PIECES = (4096, 2048, 1024, 512, 256)
 
 
-def time_product_per_core(mkn, what: str, repeats: int) -> float:
+def time_product_per_core(mkn, what: str, repeats: int, operands=None) -> float:
     """One core's fastest time for the (m, k) @ (k, n) product in pieces (see the module's
-    docstring), divided by the number of cores, in ms."""
-    m, k, n = mkn
-    rng = np.random.default_rng(0)
-    a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
-    out = np.empty((m, n), dtype=np.float32)
+    docstring), divided by the number of cores, in ms (on `operands`, if given)."""
+    _, k, n = mkn
+    a, b, out = operands or _operands(mkn)
     times = []
     with _parallel.one_blas_thread():
         times.append(_fastest(lambda: np.matmul(a, b, out=out), repeats))
@@ -106,7 +109,8 @@ def time_product_per_core(mkn, what: str, repeats: int) -> float:
 
 def floor_ms(mkn, what: str, repeats: int) -> float:
     """The product's floor: the faster of `time_product` and `time_product_per_core`, in ms."""
-    return min(time_product(mkn, repeats), time_product_per_core(mkn, what, repeats))
+    operands = _operands(mkn)
+    return min(time_product(mkn, repeats, operands), time_product_per_core(mkn, what, repeats, operands))
 
 
 def floor(name: str, batch: int, repeats: int) -> dict:

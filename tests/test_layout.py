@@ -198,7 +198,7 @@ def test_row_slabs_give_the_columns_products(n, c, oc, kernel, stride, dw, paddi
                             ("CHUNK_BYTES", chunk_bytes), ("SPLIT_BYTES", 0)):
             mp.setattr(kernels.conv, name, value)
         mp.setattr(_parallel, "THREADS", threads)
-        xt, g0 = kernels.conv._zero_padded(kernels.batch_last(x), geom)
+        xt, g0 = kernels.conv._zero_padded(x, x.dtype, geom)
         assert kernels.conv._RowSlabs.chunks_of(xt, g0, bias, x.dtype, oc) is not None
         out = kernels.conv2d(x, wmat, *geom)
         wg = kernels.conv2d_weight_grad(x, g, *geom[:4], ones_row=bias)
@@ -216,7 +216,7 @@ def test_row_slabs_give_the_columns_products(n, c, oc, kernel, stride, dw, paddi
 def test_conv2d_gradients_through_row_slabs(rng, row_slabs, kw):
     x, w, b = rng.standard_normal((3, 2, 7, 5)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
     geom = _geometry("conv2d", x.shape, (3, 2), kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1))
-    xt, geom = kernels.conv._zero_padded(kernels.batch_last(x), geom)
+    xt, geom = kernels.conv._zero_padded(x, x.dtype, geom)
     assert kernels.conv._RowSlabs.chunks_of(xt, geom, True, x.dtype, 4) is not None
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
     assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), leaf(x), leaf(w), leaf(b))
@@ -428,3 +428,22 @@ def test_relu_in_pieces_on_threads_matches_numpy_exactly(rng, monkeypatch, threa
     xt = Tensor._make(x).requires_grad_()
     (xt.relu() * Tensor(c)).sum().backward()
     np.testing.assert_array_equal(xt.grad.data, c * (np.maximum(x, 0) != 0))
+
+
+@pytest.mark.parametrize("padding", [((0, 0), (0, 0)), ((2, 2), (2, 2)), ((1, 0), (0, 3))])
+@pytest.mark.parametrize("batch_innermost", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_padded_input_is_cast_batch_last_and_padded_in_one(rng, padding, batch_innermost, dtype):
+    """conv2d's padded input: x as (C, H, W, N) of the product's dtype, zeros around it, with
+    the padding gone from the geometry; x's own memory where nothing needs changing."""
+    x = rng.standard_normal((3, 2, 5, 4))
+    if batch_innermost:
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    geom = ((3, 3), (1, 1), padding, (1, 1), (9, 9))
+    xp, g = kernels.conv._zero_padded(x, dtype, geom)
+    (t, b), (left, r) = padding
+    expect = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r))).transpose(1, 2, 3, 0).astype(dtype)
+    np.testing.assert_array_equal(xp, expect)
+    assert xp.dtype == dtype and xp.flags.c_contiguous and g[2] == ((0, 0), (0, 0)) and g[:2] == geom[:2]
+    unchanged = batch_innermost and dtype == np.float64 and padding == ((0, 0), (0, 0))
+    assert np.shares_memory(xp, x) == unchanged

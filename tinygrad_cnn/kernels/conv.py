@@ -312,15 +312,17 @@ def _im2col_for(xt, geom, ones_row, dtype, m: int) -> tuple:
     return (_RowSlabs, *slabs) if slabs is not None else (_Columns, *_Columns.chunks_of(xt, geom, ones_row, dtype, m))
 
 
-def _zero_padded(xt, geom) -> tuple:
-    """(xt zero-padded, geom without padding) for a (C, H, W, N) array; (xt, geom) when there
-    is no padding. One pass over the input, which is KH*KW times smaller than its columns."""
+def _zero_padded(x, dtype, geom) -> tuple:
+    """(x (N, C, H, W) as a zero-padded (C, H, W, N) array of `dtype`, geom without padding):
+    one pass over x, which is KH*KW times smaller than its columns, that also casts it and
+    puts its batch innermost where needed (one copy, not two: LeNet-5's first conv 68 -> 33
+    us). Without padding: x's own memory where it is laid out so (`batch_last`)."""
     kernel, stride, ((t, b), (left, r)), dilation, out_hw = geom
     if t == b == left == r == 0:
-        return xt, geom
-    c, h, w, n = xt.shape
-    xp = np.zeros((c, h + t + b, w + left + r, n), dtype=xt.dtype)
-    xp[:, t:t + h, left:left + w] = xt
+        return batch_last(x.astype(dtype, copy=False)), geom
+    n, c, h, w = x.shape
+    xp = np.zeros((c, h + t + b, w + left + r, n), dtype=dtype)
+    xp[:, t:t + h, left:left + w] = x.transpose(1, 2, 3, 0)
     return xp, (kernel, stride, ((0, 0), (0, 0)), dilation, out_hw)
 
 
@@ -329,8 +331,7 @@ def conv2d(x, wmat, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
     laid out (OC, OH, OW, N). One matrix product per chunk of output rows, whose columns stay in cache."""
     n, oc = x.shape[0], wmat.shape[0]
     dtype = np.result_type(x, wmat)
-    xt = batch_last(x.astype(dtype, copy=False))
-    xt, geom = _zero_padded(xt, (kernel, stride, padding, dilation, out_hw))
+    xt, geom = _zero_padded(x, dtype, (kernel, stride, padding, dilation, out_hw))
     ones_row = wmat.shape[1] > x.shape[1] * kernel[0] * kernel[1]
     out = np.empty((oc, *out_hw, n), dtype=dtype)
 
@@ -352,8 +353,7 @@ def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, ones_row) -> np.
     the bias gradient)."""
     dtype = np.result_type(x, g)
     gt = batch_last(g)
-    xt = batch_last(x.astype(dtype, copy=False))
-    xt, geom = _zero_padded(xt, (kernel, stride, padding, dilation, gt.shape[1:3]))
+    xt, geom = _zero_padded(x, dtype, (kernel, stride, padding, dilation, gt.shape[1:3]))
 
     layout, chunks, threads = _im2col_for(xt, geom, ones_row, dtype, g.shape[1])
 

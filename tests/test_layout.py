@@ -139,6 +139,21 @@ def test_max0_on_permuted_and_strided_arrays(rng):
     assert kernels.memory_order(_max0(chwn(a))[0]) == CHWN
 
 
+@pytest.mark.parametrize("n", [1, 3, 4, 101, 102])  # 324 * n values: 324, 972; 1,296, 32,724; 33,048
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max0_of_every_size_and_layout_is_maximum_with_zero(rng, n, dtype):
+    """ReLU's kernel, small arrays whole against a row of zeros, large ones in rows, smaller
+    ones against a scalar: numpy's maximum with 0 (NaN kept) and its mask, in the input's layout."""
+    a = rng.standard_normal((n, 4, 9, 9)).astype(dtype)
+    a[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    for v in (a, chwn(a), np.asfortranarray(a), a[:, :, ::2], a.transpose(0, 1, 3, 2)):
+        out, mask = _max0(v, with_mask=True)
+        np.testing.assert_array_equal(out, np.maximum(v, 0))
+        np.testing.assert_array_equal(mask, np.maximum(v, 0) != 0)
+        assert out.dtype == dtype and out.shape == v.shape
+        assert kernels.memory_order(out) == kernels.memory_order(v)
+
+
 @pytest.mark.parametrize("layout", ["chwn", "nchw", "strided"])
 def test_relu_backward_masks_a_large_gradient_in_blocks_exactly(rng, layout):
     # 640,000 values: relu's backward multiplies the engine's own gradient by a float copy of

@@ -316,12 +316,13 @@ def _zero_padded(x, dtype, geom) -> tuple:
     """(x (N, C, H, W) as a zero-padded (C, H, W, N) array of `dtype`, geom without padding):
     one pass over x, which is KH*KW times smaller than its columns, that also casts it and
     puts its batch innermost where needed (one copy, not two: LeNet-5's first conv 68 -> 33
-    us). Without padding: x's own memory where it is laid out so (`batch_last`)."""
+    us). x's own memory where nothing needs changing: no padding, its dtype, batch innermost."""
     kernel, stride, ((t, b), (left, r)), dilation, out_hw = geom
-    if t == b == left == r == 0:
-        return batch_last(x.astype(dtype, copy=False)), geom
+    unpadded = t == b == left == r == 0
+    if unpadded and x.dtype == dtype and memory_order(x) == _CHWN:
+        return x.transpose(1, 2, 3, 0), geom
     n, c, h, w = x.shape
-    xp = np.zeros((c, h + t + b, w + left + r, n), dtype=dtype)
+    xp = (np.empty if unpadded else np.zeros)((c, h + t + b, w + left + r, n), dtype=dtype)
     xp[:, t:t + h, left:left + w] = x.transpose(1, 2, 3, 0)
     return xp, (kernel, stride, ((0, 0), (0, 0)), dilation, out_hw)
 

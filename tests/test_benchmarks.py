@@ -1,6 +1,7 @@
 """The benchmark scripts run for a few steps (so they cannot rot). No timing is asserted."""
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import bench_pool_kernels  # noqa: E402
 import bench_hand_numpy  # noqa: E402
 import bench_train_step  # noqa: E402
 import profile_step  # noqa: E402
+import thread_costs  # noqa: E402
 import where_time_goes  # noqa: E402
 
 from tinygrad_cnn import ops, optim  # noqa: E402
@@ -113,3 +115,15 @@ def test_where_time_goes_puts_each_op_under_its_layer_and_the_timers_back():
     result = where_time_goes.profile("lenet5", 2, steps=2, per_block=1)
     assert result["ours"]["conv"] > 0 and result["torch"]["conv"] > 0
     assert set(result["floor"]) == {"conv", "linear"} and result["step"]["torch"] > 0
+
+
+def test_thread_costs_runs_and_leaves_no_worker_spinning(tmp_path):
+    before = threading.active_count()
+    out = tmp_path / "t.json"
+    result = thread_costs.main(["--repeats", "3", "--sizes-mb", "1", "--json", str(out)])
+    assert set(result["wake_us"]) == {0, 0.1, 1, 5, 10, 50} and min(result["wake_us"].values()) > 0
+    for row in result["handoff_us"].values():
+        assert {"one thread", "split (pool)"} <= set(row)
+    assert set(result["bandwidth_gb_s"]) == {1} and min(result["bandwidth_gb_s"][1]) > 0
+    assert json.loads(out.read_text())["products_ms"]["alone"] > 0
+    assert threading.active_count() <= before + 1  # (the package's pool may have started its worker)

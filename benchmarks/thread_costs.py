@@ -195,7 +195,10 @@ def bandwidth(sizes_mb=(1, 4, 16, 64, 256), target_mb: int = 400) -> dict:
     return out
 
 
-def products_beside(calls: int = 400) -> dict:
+PRODUCT_CALLS = 400
+
+
+def products_beside(calls: int = PRODUCT_CALLS) -> dict:
     """{'alone', 'beside another': ms for `calls` one-thread 256x256 float32 products}."""
     rng = np.random.default_rng(0)
     mats = [(rng.random((256, 256), dtype=np.float32), np.empty((256, 256), np.float32)) for _ in range(2)]
@@ -233,7 +236,7 @@ def main(argv=None) -> dict:
     for mb, (one, two) in result["bandwidth_gb_s"].items():
         print(f"| {mb} | {one:.0f} GB/s | {two:.0f} GB/s |")
     pr = result["products_ms"]
-    print(f"\n256x256 products, {400} calls on one thread: {pr['alone']:.1f} ms alone, "
+    print(f"\n256x256 products, {PRODUCT_CALLS} calls on one thread: {pr['alone']:.1f} ms alone, "
           f"{pr['beside another']:.1f} ms beside the same on another thread")
     if args.json:
         write_json(args.json, {k: {str(a): b for a, b in v.items()} for k, v in result.items()})
